@@ -1,0 +1,413 @@
+"""The ``ppdgm`` command: train, sample, evaluate, list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._utils import atomic_write, write_json
+from .errors import ConfigError, DataError, PpdgmError, TrainingDivergedError
+
+__all__ = ["main", "build_parser", "MODELS"]
+
+MODELS = {
+    "vae": "variational autoencoder: Pyro program with an amortized Normal guide, fitted by SVI"
+}
+CHECKPOINT, CONFIG, METRICS = "checkpoint.pt", "config.json", "metrics.json"
+AUTO_LIKELIHOOD = {
+    "binary": "bernoulli",
+    "integer": "discretized_logistic",
+    "continuous": "gaussian",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        self.exit(2, f"ppdgm: error: {message} (see ppdgm --help)\n")
+
+
+def _dims(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not dims or any(d < 1 for d in dims):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return dims
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ppdgm", description="Deep generative models as probabilistic programs.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model and write checkpoint, metrics and figures")
+    t.add_argument("model", choices=sorted(MODELS), help="model family")
+    t.add_argument(
+        "--data",
+        default="digits",
+        help="bundled name (see `ppdgm list`) or a path: .npy, .npz, .csv, PNG folder, IDX",
+    )
+    t.add_argument("--labels", default=None, help="labels file (.npy or IDX) for the data")
+    t.add_argument("--label-column", default=None, help="CSV label column (name or 0-based index)")
+    t.add_argument("--steps", type=_positive(int), default=3000, help="optimizer steps in total")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, help="run folder (default runs/MODEL)")
+    t.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+    )
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    t.add_argument(
+        "--iwae-k", type=_positive(int), default=1000, help="particles of the test IWAE bound"
+    )
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    t.add_argument("--batch-size", type=_positive(int), default=128)
+    t.add_argument("--lr", type=_positive(float), default=1e-3)
+    t.add_argument("--latent-dim", type=_positive(int), default=8)
+    t.add_argument("--hidden-dims", type=_dims, default=(256, 256), help="e.g. 256,256")
+    t.add_argument(
+        "--likelihood",
+        default="auto",
+        choices=["auto", "bernoulli", "gaussian", "discretized_logistic"],
+        help="auto: bernoulli for binary data, discretized_logistic for integers, else gaussian",
+    )
+    t.add_argument(
+        "--arch",
+        default="auto",
+        choices=["auto", "mlp", "conv"],
+        help="conv reshapes bundled images to (N, C, H, W)",
+    )
+    t.add_argument("--beta", type=_positive(float), default=1.0, help="KL weight (beta-VAE)")
+    t.add_argument("--objective", default="elbo", choices=["elbo", "iwae"])
+    t.add_argument(
+        "--num-particles", type=_positive(int), default=1, help="particles of the objective"
+    )
+    t.add_argument(
+        "--eval-every", type=_positive(int), default=None, help="steps between test evaluations"
+    )
+    t.add_argument("--checkpoint-every", type=_positive(int), default=500)
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-compile", action="store_true", help="run the training step eagerly")
+
+    s = sub.add_parser("sample", help="draw samples from a trained run")
+    s.add_argument("run", help="run folder (or its checkpoint.pt)")
+    s.add_argument("-n", "--num-samples", type=_positive(int), default=64)
+    s.add_argument("--out", required=True, help="output file: .png (grid) or .npy (array)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--mean", action="store_true", help="the likelihood's mean instead of a draw")
+    s.add_argument("--device", default="auto")
+
+    e = sub.add_parser("evaluate", help="recompute a run's metrics on the test split")
+    e.add_argument("run", help="run folder")
+    e.add_argument("--iwae-k", type=_positive(int), default=None, help="default: the run's own")
+    e.add_argument("--device", default="auto")
+
+    sub.add_parser("list", help="models and datasets available")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"train": _train, "sample": _sample, "evaluate": _evaluate, "list": _list}[
+            args.command
+        ](args)
+    except PpdgmError as e:
+        print(f"ppdgm: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ppdgm: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _versions() -> dict[str, str]:
+    import pyro
+    import torch
+
+    from . import __version__
+
+    return {
+        "ppdgm": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def _load_run_data(cfg: dict[str, Any]):
+    from .data import load_data
+
+    data = load_data(cfg["data"], labels=cfg.get("labels"), label_column=cfg.get("label_column"))
+    if cfg.get("reshape_to") is not None:
+        shape = tuple(cfg["reshape_to"])
+        data.x_train = data.x_train.reshape(len(data.x_train), *shape)
+        data.x_test = data.x_test.reshape(len(data.x_test), *shape)
+    return data
+
+
+def _run_paths(run: str) -> tuple[Path, Path]:
+    path = Path(run)
+    folder = path.parent if path.is_file() else path
+    ckpt = path if path.is_file() else path / CHECKPOINT
+    if not folder.is_dir():
+        raise ConfigError(f"{run}: no such run folder")
+    if not ckpt.is_file():
+        raise ConfigError(f"{folder}: holds no {CHECKPOINT}; is it a ppdgm run folder?")
+    return folder, ckpt
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / CONFIG).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{folder}: holds no {CONFIG}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{folder / CONFIG}: not valid JSON ({e})") from None
+
+
+def _compute_metrics(vae, data, iwae_k: int) -> dict[str, Any]:
+    from .evaluation import bits_per_dim
+
+    elbo = float(np.mean(vae.elbo_samples(data.x_test, num_particles=10)))
+    iwae = float(np.mean(vae.score_samples(data.x_test, num_particles=iwae_k)))
+    dims = int(np.prod(vae.data_shape_))
+    return {
+        "test_elbo": elbo,
+        "test_nll_elbo": -elbo,
+        "test_nll_iwae": -iwae,
+        "iwae_k": iwae_k,
+        "test_bits_per_dim": float(bits_per_dim(-iwae, dims)),
+        "num_test": int(len(data.x_test)),
+    }
+
+
+def _write_figures(vae, data, out: Path, seed: int) -> None:
+    from . import viz
+
+    shape = data.image_shape if vae.arch_ == "mlp" else None
+    viz.plot_samples(
+        vae.sample(64, return_mean=True, seed=seed),
+        shape,
+        path=out / "samples.png",
+        title="samples (likelihood mean at z ~ p(z))",
+        reference=data.x_test if data.x_test.shape[1:] == (2,) else None,
+    )
+    n = min(32, len(data.x_test))
+    viz.plot_reconstructions(
+        data.x_test[:n], vae.reconstruct(data.x_test[:n]), shape, path=out / "reconstructions.png"
+    )
+    viz.plot_latents(vae.transform(data.x_test), data.y_test, path=out / "latents.png")
+    viz.plot_curves(vae.history_, path=out / "curves.png")
+
+
+# -- commands -----------------------------------------------------------------------------------
+def _train(args) -> int:
+    from .data import check_likelihood_support
+    from .estimators import VAE
+
+    out = Path(args.out or f"runs/{args.model}")
+    ckpt = out / CHECKPOINT
+    if args.resume:
+        if not ckpt.is_file():
+            raise ConfigError(f"{out}: nothing to resume (no {CHECKPOINT}); drop --resume to start")
+        cfg = _read_config(out)
+    else:
+        if ckpt.exists() and not args.overwrite:
+            raise ConfigError(
+                f"{out}: already holds a run; use --resume to continue it or --overwrite"
+            )
+        cfg = _new_config(args)
+    data = _load_run_data(cfg)
+    params = dict(cfg["params"])
+    params["hidden_dims"] = tuple(params["hidden_dims"])
+    params["device"] = args.device
+    params["compile"] = not args.no_compile
+    lik = params["likelihood"]
+    if lik == "auto":
+        lik = params["likelihood"] = AUTO_LIKELIHOOD[data.kind]
+    check_likelihood_support(
+        data.x_train, lik, str(cfg["data"]), data.num_bins if lik != "bernoulli" else None
+    )
+    check_likelihood_support(
+        data.x_test, lik, str(cfg["data"]), data.num_bins if lik != "bernoulli" else None
+    )
+    if lik == "discretized_logistic" and params.get("num_bins") is None:
+        params["num_bins"] = data.num_bins
+    vae = VAE(**params)
+    cfg["params"] = {**params, "device": "auto"}
+    out.mkdir(parents=True, exist_ok=True)  # only now: bad input has been refused by here
+    if args.overwrite and not args.resume:
+        for name in (CHECKPOINT, METRICS):
+            (out / name).unlink(missing_ok=True)
+    write_json(out / CONFIG, cfg)
+    t0 = time.perf_counter()
+    try:
+        vae.fit(
+            data.x_train,
+            num_steps=cfg["steps"] if args.resume else args.steps,
+            batch_size=cfg["batch_size"],
+            lr=cfg["lr"],
+            X_test=data.x_test,
+            eval_every=cfg.get("eval_every"),
+            progress=not args.no_progress,
+            checkpoint_path=ckpt,
+            checkpoint_every=cfg["checkpoint_every"],
+            resume=args.resume,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"ppdgm: interrupted; the last complete checkpoint is {ckpt}; continue with "
+            f"`ppdgm train {args.model} --out {out} --resume`",
+            file=sys.stderr,
+        )
+        return 130
+    except TrainingDivergedError as e:
+        raise TrainingDivergedError(f"{e}; the last good checkpoint is kept in {out}") from None
+    seconds = time.perf_counter() - t0
+    metrics = _compute_metrics(vae, data, cfg["iwae_k"])
+    metrics.update(
+        {
+            "num_steps": int(vae.trainer_.step_count),
+            "seconds": seconds,
+            "seed": cfg["params"]["seed"],
+            "model": args.model,
+            "data": str(cfg["data"]),
+            "likelihood": lik,
+            "device": str(vae.device_),
+            "versions": _versions(),
+            "train_loss_final": float(vae.history_["loss"][-1]),
+        }
+    )
+    write_json(out / METRICS, metrics)
+    _write_figures(vae, data, out, cfg["params"]["seed"])
+    print(
+        f"test ELBO {metrics['test_elbo']:.3f} nats, IWAE(K={cfg['iwae_k']}) NLL "
+        f"{metrics['test_nll_iwae']:.3f} nats ({metrics['test_bits_per_dim']:.4f} bits/dim); "
+        f"{metrics['num_steps']} steps in {seconds:.1f} s; wrote {out}/"
+    )
+    return 0
+
+
+def _new_config(args) -> dict[str, Any]:
+    from .data import BUNDLED, load_data
+
+    data_spec = args.data if args.data in BUNDLED else str(Path(args.data).resolve())
+    labels = str(Path(args.labels).resolve()) if args.labels else None
+    data = load_data(data_spec, labels=labels, label_column=args.label_column)
+    reshape = None
+    if args.arch == "conv" and data.x_train.ndim == 2:
+        if data.image_shape is None:
+            raise DataError(
+                f"{args.data}: --arch conv needs images (N, C, H, W); these are vectors "
+                f"of length {data.x_train.shape[1]}"
+            )
+        reshape = list(data.image_shape)
+    return {
+        "model": args.model,
+        "data": data_spec,
+        "labels": labels,
+        "label_column": args.label_column,
+        "reshape_to": reshape,
+        "image_shape": list(data.image_shape) if data.image_shape else None,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "iwae_k": args.iwae_k,
+        "eval_every": args.eval_every,
+        "checkpoint_every": args.checkpoint_every,
+        "params": {
+            "latent_dim": args.latent_dim,
+            "hidden_dims": list(args.hidden_dims),
+            "likelihood": args.likelihood,
+            "arch": args.arch,
+            "beta": args.beta,
+            "objective": args.objective,
+            "num_particles": args.num_particles,
+            "seed": args.seed,
+            "num_bins": None,
+        },
+    }
+
+
+def _sample(args) -> int:
+    from . import viz
+    from .estimators import VAE
+
+    folder, ckpt = _run_paths(args.run)
+    target = Path(args.out)
+    if target.suffix.lower() not in (".png", ".npy"):
+        raise ConfigError(f"{target}: --out must end in .png (an image grid) or .npy (an array)")
+    vae = VAE.load(ckpt, device=args.device)
+    x = vae.sample(args.num_samples, return_mean=args.mean, seed=args.seed)
+    if target.suffix.lower() == ".npy":
+        with atomic_write(target, "wb") as fh:
+            np.save(fh, x)
+    else:
+        image_shape = None
+        if vae.arch_ == "mlp" and (folder / CONFIG).is_file():
+            image_shape = _read_config(folder).get("image_shape")
+        viz.plot_samples(x, image_shape, path=target, title=f"{args.num_samples} samples")
+    print(f"wrote {args.num_samples} samples to {target}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .estimators import VAE
+
+    folder, ckpt = _run_paths(args.run)
+    cfg = _read_config(folder)
+    vae = VAE.load(ckpt, device=args.device)
+    data = _load_run_data(cfg)
+    k = args.iwae_k or cfg.get("iwae_k", 1000)
+    metrics = _compute_metrics(vae, data, k)
+    old = {}
+    if (folder / METRICS).is_file():
+        try:
+            old = json.loads((folder / METRICS).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            old = {}
+    write_json(folder / METRICS, {**old, **metrics, "versions": _versions()})
+    for key in ("test_elbo", "test_nll_iwae", "test_bits_per_dim", "iwae_k", "num_test"):
+        print(
+            f"{key}: {metrics[key]:.4f}"
+            if isinstance(metrics[key], float)
+            else f"{key}: {metrics[key]}"
+        )
+    return 0
+
+
+def _list(args) -> int:
+    from .data import list_datasets
+
+    for name, desc in MODELS.items():
+        print(f"model    {name:16s} {desc}")
+    for name, desc in list_datasets():
+        print(f"dataset  {name:16s} {desc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Bundled datasets and loaders for user files.
+
+``load_data(spec)`` takes a bundled name (see :data:`BUNDLED`) or a path to the user's own
+data: ``.npy``, ``.npz``, ``.csv``, a folder of PNG images, or IDX files (MNIST format,
+gzipped or not). Nothing is downloaded.
+
+The bundled digits are scikit-learn's ``load_digits`` (1,797 images of 8x8 pixels, values
+0..16). Their split is fixed: a permutation drawn with ``numpy.random.RandomState(0)``;
+the first 1,500 permuted examples are the training set, the remaining 297 the test set.
+Files without a split of their own are split the same way with 10% held out for testing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataFormatError
+from .dataset import (
+    Dataset,
+    check_likelihood_support,
+    check_shape,
+    split_fixed,
+    validate_array,
+    validate_labels,
+    value_kind,
+)
+from .files import is_idx_path, read_csv, read_idx, read_image_folder, read_npy, read_npz
+from .toy import TOY_DENSITIES, ToyDensity, toy_density
+
+__all__ = [
+    "Dataset",
+    "BUNDLED",
+    "load_data",
+    "load_digits_data",
+    "load_toy_data",
+    "list_datasets",
+    "toy_density",
+    "ToyDensity",
+    "TOY_DENSITIES",
+    "validate_array",
+    "validate_labels",
+    "check_likelihood_support",
+    "check_shape",
+]
+
+DIGITS_TRAIN_SIZE = 1500
+TOY_TRAIN_SIZE, TOY_TEST_SIZE = 8000, 2000
+
+
+def load_digits_data(view: str = "raw") -> Dataset:
+    """scikit-learn's 8x8 digits with the fixed train/test split.
+
+    Args:
+        view: ``raw`` (integers 0..16), ``binary`` (pixel > 8) or ``unit`` (value / 16).
+
+    Returns:
+        Dataset with x of shape (N, 64), labels 0..9 and ``image_shape`` (1, 8, 8).
+    """
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x, y = d.data.astype(np.float32), d.target.astype(np.int64)
+    if view == "binary":
+        x, kind, bins = (x > 8).astype(np.float32), "binary", 2
+    elif view == "unit":
+        x, kind, bins = x / 16.0, "continuous", None
+    elif view == "raw":
+        kind, bins = "integer", 17
+    else:
+        raise ValueError(f"unknown digits view {view!r}")
+    perm = np.random.RandomState(0).permutation(len(x))
+    tr, te = perm[:DIGITS_TRAIN_SIZE], perm[DIGITS_TRAIN_SIZE:]
+    name = "digits" if view == "raw" else f"digits-{view}"
+    return Dataset(name, x[tr], x[te], y[tr], y[te], kind, bins, (1, 8, 8))
+
+
+def load_toy_data(
+    name: str, num_train: int = TOY_TRAIN_SIZE, num_test: int = TOY_TEST_SIZE
+) -> Dataset:
+    """Samples of a toy 2-D density (training seed 1, test seed 2) and its true density."""
+    d = toy_density(name)
+    return Dataset(
+        name,
+        d.sample(num_train, seed=1),
+        d.sample(num_test, seed=2),
+        kind="continuous",
+        true_log_prob=d.log_prob if d.has_log_prob else None,
+    )
+
+
+BUNDLED: dict[str, tuple[str, Callable[[], Dataset]]] = {
+    "digits": ("scikit-learn 8x8 digits, integer pixels 0..16", lambda: load_digits_data("raw")),
+    "digits-binary": ("digits binarized at pixel > 8", lambda: load_digits_data("binary")),
+    "digits-unit": ("digits scaled to [0, 1]", lambda: load_digits_data("unit")),
+    **{
+        name: (f"toy 2-D: {d.description}", (lambda n=name: load_toy_data(n)))
+        for name, d in TOY_DENSITIES.items()
+    },
+}
+
+
+def list_datasets() -> list[tuple[str, str]]:
+    """(name, description) of every bundled dataset."""
+    return [(name, desc) for name, (desc, _) in BUNDLED.items()]
+
+
+def _labels_file(path: Path) -> Path | None:
+    """The MNIST-style labels file next to an images file, if it exists."""
+    name = path.name
+    for a, b in (("images-idx3", "labels-idx1"), ("images.idx3", "labels.idx1")):
+        if a in name:
+            cand = path.with_name(name.replace(a, b))
+            if cand.exists():
+                return cand
+    return None
+
+
+def load_data(
+    spec: str | Path,
+    labels: str | Path | None = None,
+    label_column: str | int | None = None,
+) -> Dataset:
+    """Load a bundled dataset by name or the user's data from a file or folder.
+
+    Args:
+        spec: a name of :data:`BUNDLED` or a path (``.npy``, ``.npz``, ``.csv``, a folder of
+            PNGs, an IDX file).
+        labels: optional path to a labels file (``.npy``, IDX); for IDX images a
+            ``*labels-idx1*`` file next to the images is found on its own.
+        label_column: for CSV, the label column's header name or 0-based index.
+
+    Raises:
+        DataFormatError, DataValueError, ShapeMismatchError: naming the file and the problem.
+    """
+    if isinstance(spec, str) and spec in BUNDLED:
+        return BUNDLED[spec][1]()
+    path = Path(spec)
+    if not path.exists():
+        raise DataFormatError(
+            f"{spec}: no such file or folder, and not a bundled dataset "
+            f"(bundled: {', '.join(BUNDLED)})"
+        )
+    source = str(path)
+    suffix = path.suffix.lower()
+    y = None
+    if path.is_dir():
+        x, y = read_image_folder(path)
+    elif is_idx_path(path):
+        x = read_idx(path)
+        x = x[:, None] if x.ndim == 3 else x
+        x = validate_array(x, source)
+        lab = Path(labels) if labels is not None else _labels_file(path)
+        if lab is not None:
+            y = validate_labels(read_idx(lab), len(x), str(lab))
+    elif suffix == ".npy":
+        x, y = read_npy(path)
+    elif suffix == ".npz":
+        parts = read_npz(path)
+        if "x_train" in parts:
+            xtr, xte = parts["x_train"], parts["x_test"]
+            kind, bins = value_kind(np.concatenate([xtr.reshape(-1), xte.reshape(-1)]))
+            return Dataset(
+                source, xtr, xte, parts["y_train"], parts["y_test"], kind, bins, _image_shape(xtr)
+            )
+        x, y = parts["x"], parts["y"]
+    elif suffix == ".csv":
+        x, y = read_csv(path, label_column=label_column)
+    else:
+        raise DataFormatError(
+            f"{path}: unknown data format {suffix or '(no extension)'!r}; expected .npy, .npz, "
+            ".csv, an IDX file or a folder of PNG images"
+        )
+    if labels is not None and not is_idx_path(path):
+        lab = Path(labels)
+        ly = read_idx(lab) if is_idx_path(lab) else read_npy(lab)[0].reshape(-1)
+        y = validate_labels(ly, len(x), str(lab))
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim > 4:
+        raise DataFormatError(
+            f"{path}: examples of shape {x.shape[1:]} have too many dimensions; "
+            "expected (N, D) vectors or (N, C, H, W) images"
+        )
+    kind, bins = value_kind(x)
+    xtr, xte, ytr, yte = split_fixed(x, y, source)
+    return Dataset(source, xtr, xte, ytr, yte, kind, bins, _image_shape(xtr))
+
+
+def _image_shape(x: np.ndarray) -> tuple[int, ...] | None:
+    if x.ndim == 4:
+        return tuple(x.shape[1:])
+    if x.ndim == 3:
+        return (1, *x.shape[1:])
+    return None

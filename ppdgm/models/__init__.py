@@ -1,0 +1,15 @@
+"""Generative programs p(x, z), one module per family."""
+
+from __future__ import annotations
+
+from .likelihoods import LIKELIHOODS, Likelihood, make_likelihood
+from .vae import ConditionalVAEModel, M2Model, VAEModel
+
+__all__ = [
+    "VAEModel",
+    "ConditionalVAEModel",
+    "M2Model",
+    "Likelihood",
+    "make_likelihood",
+    "LIKELIHOODS",
+]

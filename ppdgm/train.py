@@ -1,0 +1,474 @@
+"""The one training loop: any (model, guide, objective) over a data set.
+
+The trainer knows nothing about the family it trains. It owns the optimizer, the order of the
+data, the random state and the checkpoints, all as explicit state (no Pyro parameter store),
+so a run can be resumed exactly and later spread over processes.
+
+Checkpoints are ``state_dict``s written atomically (temporary file, then rename) with
+``torch.save`` and read back with ``torch.load(weights_only=True)``: tensors and plain Python
+values only, never arbitrary pickled objects.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import signal
+import threading
+import time
+import warnings
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+from torch import nn
+
+from ._utils import atomic_write, get_rng_state, resolve_device, set_rng_state, set_seed
+from .errors import CheckpointError, ConfigError, TrainingDivergedError
+
+__all__ = ["Trainer", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "ppdgm.checkpoint/1"
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+}
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write a checkpoint dict atomically; a previous file at ``path`` survives any failure."""
+    state = {"format": CHECKPOINT_FORMAT, **state}
+    with atomic_write(path, "wb") as fh:
+        torch.save(state, fh)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; refuse anything else with a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint file there")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path}: refused to load: it holds pickled objects other than tensors and plain "
+            f"values, which could run code ({first[:200]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: truncated or corrupt checkpoint ({str(e).splitlines()[0][:200]})"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path}: not a ppdgm checkpoint (expected format {CHECKPOINT_FORMAT!r})"
+        )
+    return state
+
+
+def _owner(fn: Callable) -> nn.Module | None:
+    """The module a program belongs to: the module itself or a bound method's ``__self__``."""
+    if isinstance(fn, nn.Module):
+        return fn
+    owner = getattr(fn, "__self__", None)
+    return owner if isinstance(owner, nn.Module) else None
+
+
+class _DeferredInterrupt:
+    """Hold SIGINT/SIGTERM until the current step is complete, then raise KeyboardInterrupt."""
+
+    def __init__(self):
+        self.pending: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.pending is not None:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.pending = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+class _CompiledLoss:
+    """The loss traced once per input signature into a graph, parameters passed as inputs.
+
+    Tracing removes the per-step cost of running the Pyro programs in Python. A program whose
+    Python control flow depends on tensor values cannot be traced faithfully. Two guards keep
+    such programs correct: a tracer warning raised outside torch's own code (where shape
+    checks are harmless, the cache being keyed on shapes) means the signature runs eagerly;
+    and the traced loss must equal the eager loss, at the same random state, on the batch it
+    was traced on and on the next batch of that signature, or it runs eagerly from then on.
+    """
+
+    _TORCH_DIR = str(Path(torch.__file__).parent)
+
+    def __init__(self, loss_fn: Callable, tensors: Sequence[torch.Tensor]):
+        self.loss_fn = loss_fn
+        self.tensors = list(tensors)
+        self.cache: dict[tuple, Any] = {}
+        self.unverified: set[tuple] = set()
+        self.fallback_reason: str | None = None
+
+    def __call__(self, *batch: torch.Tensor) -> torch.Tensor:
+        key = tuple((tuple(b.shape), b.dtype, b.device) for b in batch)
+        fn = self.cache.get(key)
+        if fn is None:
+            fn = self.cache[key] = self._trace(batch)
+            if fn is not False:
+                self.unverified.add(key)
+        elif key in self.unverified:
+            self.unverified.discard(key)
+            if not self._agrees(fn, batch):
+                fn = self.cache[key] = False
+        if fn is False:
+            return self.loss_fn(*batch)
+        return fn(*batch, *self.tensors)
+
+    def _trace(self, batch):
+        nb = len(batch)
+        loss_fn = self.loss_fn
+        rng = get_rng_state()
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                traced = torch.jit.trace(
+                    lambda *a: loss_fn(*a[:nb]),
+                    (*batch, *self.tensors),
+                    check_trace=False,
+                    strict=False,
+                )
+            for w in caught:
+                if issubclass(w.category, torch.jit.TracerWarning) and not str(
+                    w.filename
+                ).startswith(self._TORCH_DIR):
+                    return self._fail(
+                        f"its control flow depends on tensor values at {Path(w.filename).name}:"
+                        f"{w.lineno}"
+                    )
+            set_rng_state(rng)
+            return traced if self._agrees(traced, batch) else False
+        except Exception as e:  # noqa: BLE001 - any tracing failure means: run eagerly
+            return self._fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        finally:
+            set_rng_state(rng)
+
+    def _agrees(self, traced, batch) -> bool:
+        rng = get_rng_state()
+        try:
+            with torch.no_grad():
+                eager = self.loss_fn(*batch)
+                set_rng_state(rng)
+                compiled = traced(*batch, *self.tensors)
+        finally:
+            set_rng_state(rng)
+        if torch.allclose(eager, compiled, rtol=1e-4, atol=1e-5):
+            return True
+        self._fail(
+            f"its traced loss {compiled.item():.6g} differs from the eager loss {eager.item():.6g}"
+        )
+        return False
+
+    def _fail(self, reason: str):
+        self.fallback_reason = reason
+        warnings.warn(f"ppdgm: the training step runs uncompiled: {reason}", stacklevel=4)
+        return False
+
+
+class Trainer:
+    """Fits the parameters of a (model, guide) pair by stochastic optimization of an objective.
+
+    The inference-object protocol: :meth:`step` does one update from a batch, :meth:`run` loops
+    over a data set with progress, evaluation and checkpoints, :meth:`state_dict` /
+    :meth:`load_state_dict` expose every piece of state.
+
+    Args:
+        model, guide: the programs (bound methods of modules, or modules); the parameters are
+            those of their modules.
+        objective: called as ``objective(model, guide)`` to give a module whose forward is the
+            loss summed over the batch (Pyro's ELBO classes qualify). The trainer minimizes the
+            loss divided by the batch size.
+        optimizer: ``adam``, ``adamw``, ``sgd`` or ``rmsprop``.
+        lr: learning rate.
+        batch_size: examples per step; the data are reshuffled every epoch and the last
+            incomplete batch of an epoch is dropped.
+        seed: seeds every generator (and the data order).
+        device: ``auto``, ``cpu``, ``cuda`` or a :class:`torch.device`.
+        compile: trace the loss into a graph per input shape (see :class:`_CompiledLoss`).
+        clip_grad_norm: clip the gradient norm to this value if given.
+        validate: keep Pyro's distribution argument checks on during steps (off by default:
+            the data are validated once when loaded).
+    """
+
+    def __init__(
+        self,
+        model: Callable,
+        guide: Callable,
+        objective: Callable,
+        *,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        batch_size: int = 128,
+        seed: int = 0,
+        device: str | torch.device = "auto",
+        compile: bool = True,
+        clip_grad_norm: float | None = None,
+        validate: bool = False,
+    ):
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
+        if not lr > 0:
+            raise ConfigError(f"lr must be positive, got {lr}")
+        if int(batch_size) < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.model, self.guide = model, guide
+        self.device = resolve_device(device)
+        self.seed = int(seed)
+        set_seed(self.seed)
+        self.loss_module = objective(model, guide)
+        modules = {}
+        for name, fn in (("model", model), ("guide", guide), ("objective", self.loss_module)):
+            m = _owner(fn)
+            if m is not None and all(m is not other for other in modules.values()):
+                modules[name] = m
+        self.modules = modules
+        for m in modules.values():
+            m.to(self.device)
+        self.params = _unique(
+            p for m in modules.values() for p in m.parameters() if p.requires_grad
+        )
+        if not self.params:
+            raise ConfigError("the model, guide and objective have no trainable parameters")
+        self.optimizer = OPTIMIZERS[optimizer](self.params, lr=lr)
+        self.batch_size = int(batch_size)
+        self.clip_grad_norm = clip_grad_norm
+        self.validate = validate
+        tensors = _unique([*self.params, *(b for m in modules.values() for b in m.buffers())])
+        self._loss = _CompiledLoss(self.loss_module, tensors) if compile else self.loss_module
+        self.step_count = 0
+        self.history: dict[str, list] = {"step": [], "loss": [], "eval_step": [], "eval": []}
+        self._data_gen = torch.Generator().manual_seed(self.seed)
+        self._perm: torch.Tensor | None = None
+        self._pos = 0
+
+    # -- one update ------------------------------------------------------------------------
+    def loss(self, *batch: torch.Tensor) -> torch.Tensor:
+        """The objective's loss on a batch, divided by the batch size."""
+        with pyro.validation_enabled(self.validate):
+            return self._loss(*batch) / batch[0].shape[0]
+
+    def step(self, *batch: torch.Tensor) -> dict[str, float]:
+        """One optimizer update on ``batch``; returns ``{"loss": value}``.
+
+        Raises:
+            TrainingDivergedError: the loss is NaN or infinite (parameters are left unchanged).
+        """
+        for m in self.modules.values():
+            m.train()
+        loss = self.loss(*batch)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingDivergedError(
+                f"the loss became {value} at step {self.step_count + 1}; try a smaller learning "
+                "rate or check the data"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad_norm)
+        self.optimizer.step()
+        self.step_count += 1
+        return {"loss": value}
+
+    # -- data order ------------------------------------------------------------------------
+    def _next_indices(self, n: int) -> torch.Tensor:
+        size = min(self.batch_size, n)
+        if self._perm is None or len(self._perm) != n or self._pos + size > n:
+            self._perm = torch.randperm(n, generator=self._data_gen)
+            self._pos = 0
+        idx = self._perm[self._pos : self._pos + size]
+        self._pos += size
+        return idx
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(
+        self,
+        data: torch.Tensor | Sequence[torch.Tensor],
+        num_steps: int,
+        *,
+        checkpoint_path: str | Path | None = None,
+        checkpoint_every: int = 500,
+        eval_fn: Callable[[], dict[str, float]] | None = None,
+        eval_every: int | None = None,
+        log_every: int = 10,
+        progress: bool = True,
+        resume: bool = False,
+        extra_state: Callable[[], dict[str, Any]] | None = None,
+    ) -> dict[str, list]:
+        """Train until ``num_steps`` steps in total have been taken.
+
+        Args:
+            data: a tensor (N, ...) or a tuple of tensors sharing N (e.g. ``(x, y)``); batches
+                are passed to the loss as ``loss(*batch)``.
+            num_steps: the total number of steps (a resumed run continues up to it).
+            checkpoint_path: where to save (atomically) every ``checkpoint_every`` steps, at the
+                end and on Ctrl-C/SIGTERM; required for ``resume``.
+            eval_fn: called every ``eval_every`` steps (and at the end) with the random state
+                set aside, so evaluation does not change the training trajectory; returns a
+                dict of metrics whose first value is plotted as the eval curve.
+            log_every: steps averaged into one point of the loss history.
+            resume: continue from ``checkpoint_path`` if it exists.
+            extra_state: returns more plain values to store in each checkpoint (e.g. a config).
+
+        Returns:
+            the history: ``step``/``loss`` (train loss per example) and ``eval_step``/``eval``.
+        """
+        data = (data,) if torch.is_tensor(data) else tuple(data)
+        n = data[0].shape[0]
+        if any(d.shape[0] != n for d in data):
+            raise ConfigError(
+                f"data tensors disagree on the number of examples: {[d.shape[0] for d in data]}"
+            )
+        data = tuple(d.to(self.device) for d in data)
+        if resume:
+            if checkpoint_path is None:
+                raise ConfigError("resume needs a checkpoint path")
+            if Path(checkpoint_path).exists():
+                self.load_state_dict(load_checkpoint(checkpoint_path, self.device))
+        extra = extra_state or (dict)
+
+        def save():
+            if checkpoint_path is not None:
+                save_checkpoint(checkpoint_path, {**self.state_dict(), "extra": extra()})
+
+        bar = _progress(progress, self.step_count, num_steps)
+        running, count, t0, t_last, step0 = (
+            0.0,
+            0,
+            time.perf_counter(),
+            time.perf_counter(),
+            self.step_count,
+        )
+        try:
+            with _DeferredInterrupt() as interrupt:
+                while self.step_count < num_steps:
+                    idx = self._next_indices(n).to(self.device)
+                    metrics = self.step(*(d[idx] for d in data))
+                    running += metrics["loss"]
+                    count += 1
+                    if count == log_every or self.step_count == num_steps:
+                        self.history["step"].append(self.step_count)
+                        self.history["loss"].append(running / count)
+                        running, count = 0.0, 0
+                    evaluated = None
+                    if eval_fn is not None and (
+                        (eval_every and self.step_count % eval_every == 0)
+                        or self.step_count == num_steps
+                    ):
+                        evaluated = self._evaluate(eval_fn)
+                    if bar is not None:
+                        now = time.perf_counter()
+                        if now - t_last > 0.2 or self.step_count == num_steps or evaluated:
+                            post = {
+                                "loss": f"{metrics['loss']:.3f}",
+                                "step/s": f"{(self.step_count - step0) / (now - t0):.0f}",
+                            }
+                            if self.history["eval"]:
+                                post["eval"] = f"{self.history['eval'][-1]:.3f}"
+                            bar.set_postfix(post, refresh=False)
+                            bar.update(self.step_count - bar.n)
+                            t_last = now
+                    if checkpoint_path is not None and self.step_count % checkpoint_every == 0:
+                        save()
+                    if interrupt.pending is not None:
+                        save()
+                        raise KeyboardInterrupt
+                save()
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.history
+
+    def _evaluate(self, eval_fn):
+        for m in self.modules.values():
+            m.eval()
+        rng = get_rng_state()
+        try:
+            set_seed(self.seed + 1)
+            out = eval_fn()
+        finally:
+            set_rng_state(rng)
+        if out:
+            self.history["eval_step"].append(self.step_count)
+            self.history["eval"].append(float(next(iter(out.values()))))
+        return out
+
+    # -- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Parameters, buffers, optimizer, random states, data order, step and history."""
+        return {
+            "step": self.step_count,
+            "modules": {k: m.state_dict() for k, m in self.modules.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "rng": get_rng_state(),
+            "data_rng": self._data_gen.get_state(),
+            "data_perm": self._perm,
+            "data_pos": self._pos,
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (e.g. from :func:`load_checkpoint`)."""
+        try:
+            for k, m in self.modules.items():
+                m.load_state_dict(state["modules"][k])
+            self.optimizer.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"])
+            self._data_gen.set_state(state["data_rng"])
+            self._perm, self._pos = state["data_perm"], int(state["data_pos"])
+            self.step_count = int(state["step"])
+            self.history = {k: list(v) for k, v in state["history"].items()}
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise CheckpointError(
+                f"the checkpoint does not fit this model and trainer ({str(e).splitlines()[0][:200]})"
+            ) from None
+
+
+def _unique(tensors) -> list[torch.Tensor]:
+    seen, out = set(), []
+    for t in tensors:
+        if id(t) not in seen:
+            seen.add(id(t))
+            out.append(t)
+    return out
+
+
+def _progress(enabled: bool, start: int, total: int):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=start,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        leave=True,
+        mininterval=0.2,
+    )

@@ -1,0 +1,183 @@
+"""Figures reused by every family: sample grids, reconstructions, latent maps, curves.
+
+Every function draws on a new matplotlib figure (Agg backend, no screen needed) and, given a
+``path``, writes a PNG atomically; it returns the figure.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .._utils import atomic_write  # noqa: E402
+
+__all__ = [
+    "image_grid",
+    "plot_samples",
+    "plot_reconstructions",
+    "plot_latents",
+    "plot_curves",
+    "save_figure",
+    "to_images",
+]
+
+
+def save_figure(fig, path: str | Path | None, dpi: int = 120):
+    """Save ``fig`` as PNG atomically (when ``path`` is given) and close it."""
+    if path is not None:
+        with atomic_write(path, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return fig
+
+
+def to_images(x: np.ndarray, image_shape=None) -> np.ndarray:
+    """Turn (N, D) or (N, C, H, W) data into (N, H, W) or (N, H, W, 3) images for display."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 2:
+        if image_shape is None:
+            side = int(round(math.sqrt(x.shape[1])))
+            if side * side != x.shape[1]:
+                raise ValueError(f"cannot show vectors of length {x.shape[1]} as images")
+            image_shape = (1, side, side)
+        x = x.reshape(len(x), *image_shape)
+    if x.ndim != 4:
+        raise ValueError(f"expected (N, D) or (N, C, H, W) data, got shape {x.shape}")
+    lo, hi = x.min(), x.max()
+    x = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+    return x[:, 0] if x.shape[1] == 1 else x[:, :3].transpose(0, 2, 3, 1)
+
+
+def image_grid(
+    x: np.ndarray,
+    image_shape=None,
+    nrow: int | None = None,
+    title: str | None = None,
+    path: str | Path | None = None,
+):
+    """A grid of images; ``x`` is (N, D) with ``image_shape`` or (N, C, H, W)."""
+    imgs = to_images(x, image_shape)
+    n = len(imgs)
+    ncol = nrow or int(math.ceil(math.sqrt(n)))
+    nrows = int(math.ceil(n / ncol))
+    h, w = imgs.shape[1:3]
+    pad = 1
+    canvas_shape = (nrows * (h + pad) + pad, ncol * (w + pad) + pad) + imgs.shape[3:]
+    # separators: light gray under the reversed gray map of 1-channel images, white for colour
+    canvas = np.full(canvas_shape, 0.15 if imgs.ndim == 3 else 1.0)
+    for i, im in enumerate(imgs):
+        r, c = divmod(i, ncol)
+        canvas[
+            pad + r * (h + pad) : pad + r * (h + pad) + h,
+            pad + c * (w + pad) : pad + c * (w + pad) + w,
+        ] = im
+    size = max(3.0, min(10.0, 0.45 * ncol))
+    fig, ax = plt.subplots(
+        figsize=(size, size * canvas.shape[0] / canvas.shape[1] + (0.3 if title else 0))
+    )
+    ax.imshow(
+        canvas, cmap="gray_r" if canvas.ndim == 2 else None, interpolation="nearest", vmin=0, vmax=1
+    )
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def plot_samples(
+    x: np.ndarray, image_shape=None, title: str = "samples", path=None, reference=None
+):
+    """Samples as an image grid, or as a scatter plot for 2-D data (over ``reference`` points)."""
+    x = np.asarray(x)
+    if x.ndim == 2 and x.shape[1] == 2 and image_shape is None:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        if reference is not None:
+            ax.scatter(*np.asarray(reference)[:, :2].T, s=2, c="0.75", label="data")
+        ax.scatter(*x.T, s=3, c="C0", label="samples")
+        ax.set_aspect("equal")
+        ax.legend(loc="upper right", markerscale=4)
+        ax.set_title(title)
+        return save_figure(fig, path)
+    return image_grid(x, image_shape, title=title, path=path)
+
+
+def plot_reconstructions(
+    x: np.ndarray,
+    x_rec: np.ndarray,
+    image_shape=None,
+    path=None,
+    title: str = "data (odd rows) and reconstructions (even rows)",
+):
+    """Originals and reconstructions in alternating rows."""
+    x, x_rec = np.asarray(x), np.asarray(x_rec)
+    n = len(x)
+    ncol = min(n, 16)
+    rows = []
+    for start in range(0, n, ncol):
+        rows += [x[start : start + ncol], x_rec[start : start + ncol]]
+    stacked = np.concatenate(rows)
+    if x.ndim == 2 and x.shape[1] == 2 and image_shape is None:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.scatter(*x.T, s=3, label="data")
+        ax.scatter(*x_rec.T, s=3, label="reconstruction")
+        ax.legend()
+        ax.set_title("data and reconstructions")
+        return save_figure(fig, path)
+    return image_grid(stacked, image_shape, nrow=ncol, title=title, path=path)
+
+
+def plot_latents(
+    z: np.ndarray, labels: np.ndarray | None = None, path=None, title: str | None = None
+):
+    """Posterior means in 2-D (the first two principal components when latent_dim > 2)."""
+    z = np.asarray(z, dtype=np.float64)
+    axes = ("z[0]", "z[1]")
+    if z.shape[1] > 2:
+        zc = z - z.mean(0)
+        _, s, vt = np.linalg.svd(zc, full_matrices=False)
+        z = zc @ vt[:2].T
+        share = (s[:2] ** 2).sum() / (s**2).sum()
+        axes = ("PC 1", "PC 2")
+        title = (
+            title or f"posterior means, first two principal components ({share:.0%} of variance)"
+        )
+    elif z.shape[1] == 1:
+        z = np.concatenate([z, np.zeros_like(z)], axis=1)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if labels is not None:
+        sc = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab10", s=8)
+        fig.colorbar(sc, ax=ax, label="label")
+    else:
+        ax.scatter(z[:, 0], z[:, 1], s=8)
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.set_title(title or "posterior means")
+    return save_figure(fig, path)
+
+
+def plot_curves(
+    history: dict, path=None, ylabel: str = "loss (nats per example)", eval_label: str = "test"
+):
+    """Training loss (and the evaluation metric, if any) against step."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if history.get("step"):
+        ax.plot(history["step"], history["loss"], label="train", lw=1)
+    if history.get("eval_step"):
+        ax.plot(history["eval_step"], history["eval"], "o-", ms=3, label=eval_label)
+    loss = np.asarray(history.get("loss", []), dtype=float)
+    if loss.size > 10:  # the first steps' loss would squash the rest of the curve
+        lo, hi = np.percentile(loss, 0), np.percentile(loss, 95)
+        if history.get("eval"):
+            lo, hi = min(lo, min(history["eval"])), max(hi, max(history["eval"]))
+        ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
