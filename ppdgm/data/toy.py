@@ -90,7 +90,7 @@ def _checker_sample(n, rng):
 
 def _checker_log_prob(x):
     inside = (np.abs(x) <= 2).all(axis=1)
-    dark = (np.floor(x[:, 0]) + np.floor(x[:, 1])) % 2 == 1
+    dark = (np.floor(x[:, 0]) + np.floor(x[:, 1])) % 2 == 0
     out = np.full(len(x), -np.inf)
     out[inside & dark] = -np.log(8.0)
     return out

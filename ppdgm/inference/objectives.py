@@ -45,7 +45,9 @@ class Objective:
     def loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         raise NotImplementedError
 
-    differentiable_loss = loss
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        """The same as :meth:`loss`, under the name Pyro's ELBO classes use."""
+        return self.loss(model, guide, *args, **kwargs)
 
 
 def _check_reparameterized(guide_trace, name):
@@ -145,12 +147,17 @@ class SemiSupervisedELBO(Objective):
     ``classifier_log_prob(x, y)``.
 
     Args:
-        elbo: the ELBO for both parts; default ``TraceEnum_ELBO(max_plate_nesting=1)``.
+        labelled: the ELBO of labelled batches; default :class:`ELBO` (closed-form KL).
+        unlabelled: the ELBO of unlabelled batches; default
+            ``TraceEnum_ELBO(max_plate_nesting=1)``, which sums over the enumerated label.
         aux_weight: α, the weight of the classification term.
     """
 
-    def __init__(self, elbo=None, aux_weight: float = 0.1):
-        self.elbo = elbo if elbo is not None else pyro.infer.TraceEnum_ELBO(max_plate_nesting=1)
+    def __init__(self, labelled=None, unlabelled=None, aux_weight: float = 0.1):
+        self.labelled = labelled if labelled is not None else ELBO()
+        self.unlabelled = (
+            unlabelled if unlabelled is not None else pyro.infer.TraceEnum_ELBO(max_plate_nesting=1)
+        )
         self.aux_weight = float(aux_weight)
 
     def loss(self, model, guide, x, y):
@@ -158,10 +165,10 @@ class SemiSupervisedELBO(Objective):
         loss = x.new_zeros(())
         if bool(known.any()):
             xl, yl = x[known], y[known]
-            loss = loss + self.elbo.differentiable_loss(model, guide, xl, yl)
+            loss = loss + self.labelled.differentiable_loss(model, guide, xl, yl)
             if self.aux_weight:
                 owner = getattr(guide, "__self__", guide)
                 loss = loss - self.aux_weight * owner.classifier_log_prob(xl, yl).sum()
         if bool((~known).any()):
-            loss = loss + self.elbo.differentiable_loss(model, guide, x[~known])
+            loss = loss + self.unlabelled.differentiable_loss(model, guide, x[~known])
         return loss

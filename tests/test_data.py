@@ -1,0 +1,224 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ppdgm.data import (
+    TOY_DENSITIES,
+    check_likelihood_support,
+    load_data,
+    load_digits_data,
+    toy_density,
+)
+from ppdgm.errors import DataFormatError, DataValueError, ShapeMismatchError
+
+
+def test_digits_split_is_fixed_and_documented():
+    d = load_digits_data("raw")
+    assert d.x_train.shape == (1500, 64) and d.x_test.shape == (297, 64)
+    assert d.kind == "integer" and d.num_bins == 17 and d.image_shape == (1, 8, 8)
+    again = load_data("digits")
+    np.testing.assert_array_equal(d.x_test, again.x_test)
+    b = load_data("digits-binary")
+    np.testing.assert_array_equal(b.x_train, (d.x_train > 8).astype(np.float32))
+    assert b.kind == "binary"
+    u = load_data("digits-unit")
+    assert u.x_train.max() <= 1.0 and u.kind == "continuous"
+
+
+@pytest.mark.parametrize("name", sorted(TOY_DENSITIES))
+def test_toy_densities_sample_and_integrate(name):
+    d = toy_density(name)
+    x = d.sample(500, seed=0)
+    assert x.shape == (500, 2) and np.isfinite(x).all()
+    np.testing.assert_array_equal(x, d.sample(500, seed=0))
+    if d.has_log_prob:
+        # a midpoint sum over a fine grid integrates the density to one (the grid avoids the
+        # origin, where the rings' density has an integrable singularity)
+        g = np.linspace(-3.5, 3.5, 701) + 0.005
+        xx, yy = np.meshgrid(g, g)
+        p = np.exp(d.log_prob(np.stack([xx.ravel(), yy.ravel()], 1)))
+        assert abs(p.sum() * (g[1] - g[0]) ** 2 - 1) < 0.02
+        # samples fall where the density is high: mean log-density of samples beats uniform
+        assert np.isfinite(d.log_prob(x)).all(), "samples outside the density's support"
+        assert d.log_prob(x).mean() > -np.log(49.0)
+
+
+def test_eight_gaussians_density_matches_scipy():
+    from scipy.stats import multivariate_normal
+
+    d = toy_density("8gaussians")
+    x = np.array([[2.0, 0.0], [0.3, -0.2], [1.41, 1.41]])
+    centers = 2 * np.stack([np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)], 1)
+    ref = np.log(
+        sum(multivariate_normal(c, 0.15**2 * np.eye(2)).pdf(x) for c in centers) / 8
+    )
+    np.testing.assert_allclose(d.log_prob(x), ref, rtol=1e-10)
+
+
+# -- user files ------------------------------------------------------------------------------
+def _write_idx(path, arr, code=0x08):
+    dt = {0x08: ">u1", 0x0D: ">f4"}[code]
+    header = bytes([0, 0, code, arr.ndim]) + b"".join(struct.pack(">I", s) for s in arr.shape)
+    payload = header + arr.astype(dt).tobytes()
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as fh:
+        fh.write(payload)
+    return payload
+
+
+def test_npy_and_npz(tmp_path):
+    x = np.random.RandomState(0).rand(50, 3)
+    np.save(tmp_path / "a.npy", x)
+    d = load_data(tmp_path / "a.npy")
+    assert d.x_train.shape == (45, 3) and d.x_test.shape == (5, 3) and d.y_train is None
+    y = np.arange(50) % 3
+    np.savez(tmp_path / "b.npz", x=x, labels=y)
+    d = load_data(tmp_path / "b.npz")
+    assert d.y_train is not None and len(d.y_train) == 45
+    np.savez(tmp_path / "c.npz", x_train=x[:40], x_test=x[40:], y_train=y[:40], y_test=y[40:])
+    d = load_data(tmp_path / "c.npz")
+    np.testing.assert_allclose(d.x_test, x[40:].astype(np.float32))
+
+
+def test_csv_with_header_and_label_column(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("a,b,label\n" + "\n".join(f"{i},{i * 2},{i % 2}" for i in range(20)) + "\n")
+    d = load_data(p)
+    assert d.shape == (2,) and set(np.concatenate([d.y_train, d.y_test])) == {0, 1}
+    d2 = load_data(p, label_column="a")
+    assert d2.shape == (2,)
+    q = tmp_path / "nohead.csv"
+    q.write_text("\n".join(f"{i},{i + 1}" for i in range(10)))
+    assert load_data(q).shape == (2,)
+
+
+def test_png_folder_with_class_subfolders(tmp_path):
+    rng = np.random.RandomState(0)
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(5):
+            Image.fromarray(rng.randint(0, 256, (6, 7), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    d = load_data(tmp_path)
+    assert d.shape == (1, 6, 7) and d.kind == "integer" and d.image_shape == (1, 6, 7)
+    assert sorted(np.concatenate([d.y_train, d.y_test]).tolist()) == [0] * 5 + [1] * 5
+
+
+def test_idx_gz_and_plain_with_labels(tmp_path):
+    rng = np.random.RandomState(0)
+    imgs = rng.randint(0, 256, (20, 5, 4)).astype(np.uint8)
+    labels = rng.randint(0, 10, 20).astype(np.uint8)
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", imgs)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels)
+    d = load_data(tmp_path / "train-images-idx3-ubyte.gz")
+    assert d.shape == (1, 5, 4) and d.y_train is not None
+    all_x = np.concatenate([d.x_train, d.x_test])
+    assert sorted(map(tuple, all_x.reshape(20, -1))) == sorted(map(tuple, imgs.reshape(20, -1).astype(np.float32)))
+    _write_idx(tmp_path / "plain-images-idx3-ubyte", imgs)
+    assert load_data(tmp_path / "plain-images-idx3-ubyte").y_train is None
+
+
+# -- bad input: each a named error ---------------------------------------------------------------
+def test_nan_and_inf_name_the_row(tmp_path):
+    x = np.ones((10, 3))
+    x[7, 1] = np.nan
+    np.save(tmp_path / "n.npy", x)
+    with pytest.raises(DataValueError, match=r"n\.npy.*row 7"):
+        load_data(tmp_path / "n.npy")
+    p = tmp_path / "inf.csv"
+    p.write_text("1,2\n3,inf\n")
+    with pytest.raises(DataValueError, match=r"inf\.csv.*row 1"):
+        load_data(p)
+
+
+def test_ragged_and_non_numeric_csv(tmp_path):
+    p = tmp_path / "r.csv"
+    p.write_text("a,b\n1,2\n3\n")
+    with pytest.raises(DataFormatError, match=r"r\.csv: row 3 has 1 columns, expected 2"):
+        load_data(p)
+    q = tmp_path / "s.csv"
+    q.write_text("a,b\n1,2\n3,x\n")
+    with pytest.raises(DataFormatError, match=r"s\.csv: row 3, column 'b': 'x' is not a number"):
+        load_data(q)
+
+
+@pytest.mark.parametrize("name,content", [("e.csv", ""), ("h.csv", "a,b\n")])
+def test_empty_csv(tmp_path, name, content):
+    (tmp_path / name).write_text(content)
+    with pytest.raises(DataFormatError, match=name):
+        load_data(tmp_path / name)
+
+
+def test_empty_and_wrong_dtype_npy(tmp_path):
+    np.save(tmp_path / "e.npy", np.zeros((0, 3)))
+    with pytest.raises(DataFormatError, match="empty"):
+        load_data(tmp_path / "e.npy")
+    np.save(tmp_path / "s.npy", np.array([["a", "b"], ["c", "d"]]))
+    with pytest.raises(DataFormatError, match="numeric"):
+        load_data(tmp_path / "s.npy")
+    np.save(tmp_path / "v.npy", np.arange(5.0))
+    with pytest.raises(DataFormatError, match=r"shape \(5,\)"):
+        load_data(tmp_path / "v.npy")
+
+
+def test_pickled_npy_is_refused_not_loaded(tmp_path):
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    with pytest.raises(DataFormatError, match="pickled"):
+        load_data(tmp_path / "o.npy")
+
+
+def test_corrupt_files(tmp_path):
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataFormatError, match="bad.npz"):
+        load_data(tmp_path / "bad.npz")
+    (tmp_path / "t.npy").write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(DataFormatError, match="t.npy"):
+        load_data(tmp_path / "t.npy")
+    (tmp_path / "x.parquet").write_bytes(b"1")
+    with pytest.raises(DataFormatError, match="unknown data format"):
+        load_data(tmp_path / "x.parquet")
+    with pytest.raises(DataFormatError, match="no such file"):
+        load_data(tmp_path / "missing.npy")
+
+
+def test_truncated_and_bad_idx(tmp_path):
+    payload = _write_idx(tmp_path / "a-images-idx3-ubyte", np.zeros((4, 3, 3), np.uint8))
+    (tmp_path / "a-images-idx3-ubyte").write_bytes(payload[:-5])
+    with pytest.raises(DataFormatError, match="truncated IDX"):
+        load_data(tmp_path / "a-images-idx3-ubyte")
+    (tmp_path / "b-images-idx3-ubyte").write_bytes(b"\x01\x02\x08\x03" + payload[4:])
+    with pytest.raises(DataFormatError, match="bad magic"):
+        load_data(tmp_path / "b-images-idx3-ubyte")
+    (tmp_path / "c-images-idx3-ubyte").write_bytes(payload + b"xx")
+    with pytest.raises(DataFormatError, match="beyond"):
+        load_data(tmp_path / "c-images-idx3-ubyte")
+
+
+def test_image_folder_problems(tmp_path):
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((5, 4), np.uint8)).save(tmp_path / "b.png")
+    with pytest.raises(DataFormatError, match=r"b\.png.*one size"):
+        load_data(tmp_path)
+    (tmp_path / "b.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataFormatError, match=r"b\.png: not a readable PNG"):
+        load_data(tmp_path)
+
+
+def test_labels_must_match(tmp_path):
+    np.savez(tmp_path / "m.npz", x=np.zeros((10, 2)), y=np.arange(9))
+    with pytest.raises(ShapeMismatchError, match="9 labels for 10 examples"):
+        load_data(tmp_path / "m.npz")
+    np.savez(tmp_path / "f.npz", x=np.zeros((3, 2)), y=np.array([0, 1.5, 2]))
+    with pytest.raises(DataValueError, match="row 1"):
+        load_data(tmp_path / "f.npz")
+
+
+def test_likelihood_support_checks():
+    x = np.array([[0.0, 1.0], [1.0, 0.5]])
+    with pytest.raises(DataValueError, match=r"bernoulli.*0.5 at row 1"):
+        check_likelihood_support(x, "bernoulli", "mydata")
+    with pytest.raises(DataValueError, match="discretized_logistic"):
+        check_likelihood_support(np.array([[0.0, 17.0]]), "discretized_logistic", "d", num_bins=17)
+    check_likelihood_support(np.array([[0.0, 16.0]]), "discretized_logistic", "d", num_bins=17)

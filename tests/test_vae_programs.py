@@ -1,0 +1,193 @@
+"""Contract tests for the VAE family's programs, objectives and evaluation."""
+
+import math
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from scipy.stats import multivariate_normal
+from torch import nn
+
+from ppdgm.evaluation import bits_per_dim, elbo, iwae_bound
+from ppdgm.guides import AmortizedNormalGuide, ConditionalNormalGuide, M2Guide
+from ppdgm.inference import ELBO, IWAE, SemiSupervisedELBO
+from ppdgm.models import ConditionalVAEModel, M2Model, VAEModel, make_likelihood
+from ppdgm.nn import MLP, ConvDecoder, ConvEncoder
+
+D, L, SIGMA = 4, 2, 0.5
+
+
+def _linear_gaussian(exact_guide: bool):
+    """z ~ N(0, I_2), x ~ N(W z + b, 0.5^2 I_4) with orthogonal columns of W, so that the exact
+    posterior is diagonal; the guide is linear, set to the exact posterior or perturbed."""
+    torch.manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(D, L))
+    w = q * torch.tensor([1.5, 0.7])
+    b = torch.tensor([0.3, -0.2, 0.1, 0.5])
+    dec = nn.Linear(L, D)
+    dec.weight.data, dec.bias.data = w.clone(), b.clone()
+    model = VAEModel(dec, L, make_likelihood("gaussian", (D,), gaussian_scale=SIGMA), (D,))
+    # exact posterior: cov = (I + W'W / s^2)^-1 (diagonal), mean = cov W' (x - b) / s^2
+    prec = 1 + (w**2).sum(0) / SIGMA**2
+    cov = 1 / prec
+    a = (cov[:, None] * w.T) / SIGMA**2
+    enc = nn.Linear(D, 2 * L)
+    enc.weight.data = torch.cat([a, torch.zeros(L, D)])
+    enc.bias.data = torch.cat([-a @ b, 0.5 * torch.log(cov)])
+    if not exact_guide:
+        enc.weight.data[:L] *= 0.6
+        enc.bias.data[L:] += 0.8
+    guide = AmortizedNormalGuide(enc, L)
+    marginal = multivariate_normal(b.numpy(), (w @ w.T).numpy() + SIGMA**2 * np.eye(D))
+    x = torch.tensor(marginal.rvs(size=64, random_state=1), dtype=torch.float32)
+    return model, guide, x, marginal.logpdf(x.numpy())
+
+
+def test_linear_gaussian_exact_guide_gives_the_exact_marginal():
+    model, guide, x, exact = _linear_gaussian(exact_guide=True)
+    # with the exact posterior every importance weight equals p(x): both bounds are tight
+    np.testing.assert_allclose(elbo(model.model, guide.guide, x, num_particles=3).numpy(), exact, atol=2e-4)
+    np.testing.assert_allclose(
+        iwae_bound(model.model, guide.guide, x, num_particles=50, max_elements=64).numpy(), exact, atol=2e-4
+    )
+    # the analytic-KL objective is a sum over the batch, exact in expectation (its reconstruction
+    # term is a one-draw estimate)
+    torch.manual_seed(0)
+    losses = [ELBO()(model.model, guide.guide)(x).item() for _ in range(300)]
+    assert abs(-np.mean(losses) - exact.sum()) < 4 * np.std(losses) / np.sqrt(300) + 1e-3
+
+
+def test_linear_gaussian_elbo_below_and_iwae_rises_toward_the_marginal():
+    model, guide, x, exact = _linear_gaussian(exact_guide=False)
+    torch.manual_seed(0)
+    e = elbo(model.model, guide.guide, x, num_particles=2000).numpy()
+    gaps, bounds = [], {}
+    for k in (1, 10, 100, 1000):
+        torch.manual_seed(k)
+        bounds[k] = iwae_bound(model.model, guide.guide, x, num_particles=k, max_elements=4096).numpy()
+        gaps.append(float(exact.mean() - bounds[k].mean()))
+    assert (e < exact).all() and exact.mean() - e.mean() > 0.05
+    assert all(g > -0.01 for g in gaps)  # a lower bound, up to Monte Carlo error
+    assert gaps[0] > gaps[1] > gaps[2] > gaps[3]  # rising toward log p(x) as K grows
+    assert gaps[3] < 0.25 * gaps[0]
+    se = np.std(bounds[1] - e) / np.sqrt(len(e))
+    assert abs(gaps[0] - (exact.mean() - e.mean())) < 4 * se  # K=1 is a one-draw ELBO
+
+
+def test_analytic_kl_elbo_matches_monte_carlo_in_expectation():
+    model, guide, x, _ = _linear_gaussian(exact_guide=False)
+    torch.manual_seed(0)
+    analytic = [ELBO(analytic_kl=True)(model.model, guide.guide)(x).item() for _ in range(400)]
+    mc = [ELBO(analytic_kl=False)(model.model, guide.guide)(x).item() for _ in range(400)]
+    se = np.sqrt(np.var(analytic) / 400 + np.var(mc) / 400)
+    assert abs(np.mean(analytic) - np.mean(mc)) < 4 * se
+
+
+def test_beta_scales_the_kl_term():
+    model, guide, x, _ = _linear_gaussian(exact_guide=False)
+    base = ELBO()(model.model, guide.guide)(x).item()
+    loc, scale = guide.posterior(x)
+    kl = torch.distributions.kl_divergence(torch.distributions.Normal(loc, scale),
+                                           torch.distributions.Normal(0.0, 1.0)).sum().item()
+    model.beta = guide.beta = 3.0
+    torch.manual_seed(0)
+    scaled = ELBO()(model.model, guide.guide)(x).item()
+    # the reconstruction term is random; compare with the same draw of z
+    model.beta = guide.beta = 1.0
+    torch.manual_seed(0)
+    same_draw = ELBO()(model.model, guide.guide)(x).item()
+    assert scaled - same_draw == pytest.approx(2 * kl, rel=1e-4)
+    assert np.isfinite(base)
+
+
+def _vector_pair():
+    lik = make_likelihood("bernoulli", (12,))
+    model = VAEModel(MLP(3, [16], 12), 3, lik, (12,))
+    guide = AmortizedNormalGuide(MLP(12, [16], 6), 3)
+    return model, guide, torch.bernoulli(torch.full((9, 12), 0.4))
+
+
+def _image_pair(likelihood):
+    shape = (2, 6, 5)
+    lik = make_likelihood(likelihood, shape, num_bins=17)
+    model = VAEModel(ConvDecoder(3, shape, lik.num_params, hidden_dims=(16,)), 3, lik, shape)
+    guide = AmortizedNormalGuide(ConvEncoder(shape, 6, hidden_dims=(16,)), 3, input_scale=1 / 16)
+    x = torch.randint(0, 17, (5, *shape)).float()
+    return model, guide, x
+
+
+def _assert_all_params_get_gradients(modules, loss):
+    loss.backward()
+    for m in modules:
+        for name, p in m.named_parameters():
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+            assert p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("objective", [ELBO(), ELBO(analytic_kl=False), IWAE(4), pyro.infer.Trace_ELBO()])
+def test_every_parameter_gets_a_gradient_vector(objective):
+    model, guide, x = _vector_pair()
+    _assert_all_params_get_gradients([model, guide], objective(model.model, guide.guide)(x))
+    assert len(pyro.get_param_store()) == 0  # no global state
+
+
+@pytest.mark.parametrize("likelihood", ["discretized_logistic", "gaussian", "bernoulli"])
+def test_image_programs_shapes_and_gradients(likelihood):
+    model, guide, x = _image_pair(likelihood)
+    if likelihood == "bernoulli":
+        x = (x > 8).float()
+    _assert_all_params_get_gradients([model, guide], ELBO()(model.model, guide.guide)(x))
+    with torch.no_grad():
+        sample = model.model(batch_size=7)
+        assert sample.shape == (7, 2, 6, 5)
+        assert iwae_bound(model.model, guide.guide, x, num_particles=9).shape == (5,)
+
+
+def test_conditional_vae_program():
+    lik = make_likelihood("bernoulli", (12,))
+    model = ConditionalVAEModel(MLP(3 + 4, [16], 12), 3, lik, (12,), num_classes=4)
+    guide = ConditionalNormalGuide(MLP(12 + 4, [16], 6), 3, num_classes=4)
+    x, y = torch.bernoulli(torch.full((9, 12), 0.4)), torch.randint(0, 4, (9,))
+    _assert_all_params_get_gradients([model, guide], ELBO()(model.model, guide.guide)(x, y))
+    assert model.model(y=torch.tensor([0, 1, 2])).shape == (3, 12)
+    assert iwae_bound(model.model, guide.guide, x, y, num_particles=7).shape == (9,)
+
+
+def _m2():
+    lik = make_likelihood("bernoulli", (12,))
+    model = M2Model(MLP(3 + 4, [16], 12), 3, lik, (12,), num_classes=4)
+    guide = M2Guide(MLP(12, [16], 4), MLP(12 + 4, [16], 6), 3, num_classes=4)
+    return model, guide
+
+
+def test_m2_semi_supervised_objective_enumerates_and_trains():
+    model, guide = _m2()
+    x = torch.bernoulli(torch.full((10, 12), 0.4))
+    y = torch.tensor([0, 1, -1, 2, -1, 3, -1, 0, -1, 1])
+    loss = SemiSupervisedELBO(aux_weight=0.5)(model.model, guide.guide)(x, y)
+    _assert_all_params_get_gradients([model, guide], loss)
+
+
+def test_m2_enumeration_equals_the_explicit_sum_over_labels():
+    """For unlabelled x, the enumerated ELBO is sum_y q(y|x) ELBO(x, y) + H(q(y|x)); both sides
+    are Monte Carlo averages (z is drawn), compared within their standard errors."""
+    torch.manual_seed(0)
+    model, guide = _m2()
+    x = torch.bernoulli(torch.full((6, 12), 0.4))
+    enum = pyro.infer.TraceEnum_ELBO(max_plate_nesting=1)
+    lhs = [-enum.differentiable_loss(model.model, guide.guide, x).item() for _ in range(300)]
+    probs = torch.softmax(guide.class_logits(x), -1).detach()
+    rhs, var = -(probs * probs.log()).sum().item(), 0.0
+    for c in range(4):
+        per = np.array([[-ELBO(analytic_kl=False).loss(model.model, guide.guide, x[i : i + 1],
+                                                       torch.tensor([c])).item()
+                         for i in range(6)] for _ in range(100)])
+        rhs += (probs[:, c].numpy() * per.mean(0)).sum()
+        var += ((probs[:, c].numpy() ** 2) * per.var(0) / 100).sum()
+    se = np.sqrt(np.var(lhs) / 300 + var)
+    assert abs(np.mean(lhs) - rhs) < 4 * se + 1e-3
+
+
+def test_bits_per_dim():
+    assert bits_per_dim(64 * math.log(2), 64) == pytest.approx(1.0)
