@@ -265,6 +265,11 @@ class Trainer:
         self._data_gen = torch.Generator().manual_seed(self.seed)
         self._perm: torch.Tensor | None = None
         self._pos = 0
+        # The trainer's own random state: installed while run() runs, kept here in between, so
+        # that several trainers (or other code) using the global generators do not interfere.
+        self._rng = get_rng_state()
+        self._in_run = False
+        self._log_sum, self._log_count = 0.0, 0
 
     # -- one update ------------------------------------------------------------------------
     def loss(self, *batch: torch.Tensor) -> torch.Tensor:
@@ -328,10 +333,10 @@ class Trainer:
             num_steps: the total number of steps (a resumed run continues up to it).
             checkpoint_path: where to save (atomically) every ``checkpoint_every`` steps, at the
                 end and on Ctrl-C/SIGTERM; required for ``resume``.
-            eval_fn: called every ``eval_every`` steps (and at the end) with the random state
-                set aside, so evaluation does not change the training trajectory; returns a
+            eval_fn: called every ``eval_every`` steps with the random state set aside, so evaluation does not change the training trajectory; returns a
                 dict of metrics whose first value is plotted as the eval curve.
-            log_every: steps averaged into one point of the loss history.
+            log_every: steps averaged into one point of the loss history (points at multiples
+                of ``log_every``, and at the end of the run).
             resume: continue from ``checkpoint_path`` if it exists.
             extra_state: returns more plain values to store in each checkpoint (e.g. a config).
 
@@ -357,29 +362,18 @@ class Trainer:
                 save_checkpoint(checkpoint_path, {**self.state_dict(), "extra": extra()})
 
         bar = _progress(progress, self.step_count, num_steps)
-        running, count, t0, t_last, step0 = (
-            0.0,
-            0,
-            time.perf_counter(),
-            time.perf_counter(),
-            self.step_count,
-        )
+        t0 = t_last = time.perf_counter()
+        step0 = self.step_count
+        set_rng_state(self._rng)
+        self._in_run = True
         try:
             with _DeferredInterrupt() as interrupt:
                 while self.step_count < num_steps:
                     idx = self._next_indices(n).to(self.device)
                     metrics = self.step(*(d[idx] for d in data))
-                    running += metrics["loss"]
-                    count += 1
-                    if count == log_every or self.step_count == num_steps:
-                        self.history["step"].append(self.step_count)
-                        self.history["loss"].append(running / count)
-                        running, count = 0.0, 0
+                    self._log(metrics["loss"], log_every, num_steps)
                     evaluated = None
-                    if eval_fn is not None and (
-                        (eval_every and self.step_count % eval_every == 0)
-                        or self.step_count == num_steps
-                    ):
+                    if eval_fn is not None and eval_every and self.step_count % eval_every == 0:
                         evaluated = self._evaluate(eval_fn)
                     if bar is not None:
                         now = time.perf_counter()
@@ -400,9 +394,23 @@ class Trainer:
                         raise KeyboardInterrupt
                 save()
         finally:
+            self._rng = get_rng_state()
+            self._in_run = False
             if bar is not None:
                 bar.close()
         return self.history
+
+    def _log(self, loss: float, log_every: int, num_steps: int) -> None:
+        """Average the loss over windows of ``log_every`` steps aligned on the step number; the
+        last window of a run is recorded early if unaligned (and replaced if the run resumes)."""
+        self._log_sum += loss
+        self._log_count += 1
+        aligned = self.step_count % log_every == 0
+        if aligned or self.step_count == num_steps:
+            self.history["step"].append(self.step_count)
+            self.history["loss"].append(self._log_sum / self._log_count)
+            if aligned:
+                self._log_sum, self._log_count = 0.0, 0
 
     def _evaluate(self, eval_fn):
         for m in self.modules.values():
@@ -425,7 +433,8 @@ class Trainer:
             "step": self.step_count,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
             "optimizer": self.optimizer.state_dict(),
-            "rng": get_rng_state(),
+            "rng": get_rng_state() if self._in_run else self._rng,
+            "log_window": [self._log_sum, self._log_count],
             "data_rng": self._data_gen.get_state(),
             "data_perm": self._perm,
             "data_pos": self._pos,
@@ -438,11 +447,18 @@ class Trainer:
             for k, m in self.modules.items():
                 m.load_state_dict(state["modules"][k])
             self.optimizer.load_state_dict(state["optimizer"])
-            set_rng_state(state["rng"])
+            self._rng = state["rng"]
+            if self._in_run:
+                set_rng_state(self._rng)
             self._data_gen.set_state(state["data_rng"])
             self._perm, self._pos = state["data_perm"], int(state["data_pos"])
             self.step_count = int(state["step"])
             self.history = {k: list(v) for k, v in state["history"].items()}
+            self._log_sum, self._log_count = float(state["log_window"][0]), int(state["log_window"][1])
+            if self._log_count and self.history["step"] and self.history["step"][-1] == self.step_count:
+                # an unaligned last window, recorded early: the resumed run completes it
+                self.history["step"].pop()
+                self.history["loss"].pop()
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise CheckpointError(
                 f"the checkpoint does not fit this model and trainer ({str(e).splitlines()[0][:200]})"
