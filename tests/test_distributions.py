@@ -44,3 +44,13 @@ def test_discretized_logistic_gradients_are_finite_in_the_tails():
     lp = DiscretizedLogistic(loc, log_scale, 17).log_prob(torch.tensor([16.0, 0.0, 8.0]))
     lp.sum().backward()
     assert torch.isfinite(lp).all() and torch.isfinite(loc.grad).all() and torch.isfinite(log_scale.grad).all()
+
+
+def test_discretized_logistic_mean_is_the_weighted_sum_over_bins():
+    loc = torch.tensor([[3.3, -1.0], [20.0, 8.0]])
+    log_scale = torch.tensor([[0.2, 1.0], [-1.0, 0.5]])
+    d = DiscretizedLogistic(loc, log_scale, 17)
+    k = torch.arange(17.0).reshape(17, 1, 1)
+    expected = (d.log_prob(k.expand(17, 2, 2)).exp() * k).sum(0)
+    torch.testing.assert_close(d.mean, expected)
+    assert d.mean.shape == (2, 2)

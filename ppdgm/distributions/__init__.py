@@ -70,11 +70,11 @@ class DiscretizedLogistic(TorchDistribution):
         return torch.where(first, log_cdf_upper, torch.where(last, log_sf_lower, mid))
 
     def _log_mass_all(self):
+        """log P(value = k) for every bin k, shape (*batch, num_bins)."""
         k = torch.arange(self.num_bins, dtype=self.loc.dtype, device=self.loc.device)
-        shape = self.loc.shape + (1,)
         return DiscretizedLogistic(
             self.loc.unsqueeze(-1), self.log_scale.unsqueeze(-1), self.num_bins
-        )._log_mass(k.expand(shape))
+        )._log_mass(k)
 
     def log_prob(self, value):
         if self._validate_args:

@@ -78,4 +78,4 @@ def _to_particles(lp: torch.Tensor, max_plate_nesting: int, k: int) -> torch.Ten
         lp = lp.unsqueeze(0)
     if lp.dim() > 2:
         lp = lp.sum(tuple(range(1, lp.dim() - 1)))
-    return lp.expand(k, lp.shape[-1]) if lp.shape[0] == 1 else lp
+    return lp.expand(k, lp.shape[-1])

@@ -25,6 +25,7 @@ __all__ = [
     "plot_curves",
     "save_figure",
     "to_images",
+    "matrix_plot",
 ]
 
 
@@ -54,6 +55,26 @@ def to_images(x: np.ndarray, image_shape=None) -> np.ndarray:
     return x[:, 0] if x.shape[1] == 1 else x[:, :3].transpose(0, 2, 3, 1)
 
 
+def _is_imageable(x: np.ndarray, image_shape) -> bool:
+    if x.ndim == 4 or image_shape is not None:
+        return True
+    side = int(round(math.sqrt(x.shape[1]))) if x.ndim == 2 else 0
+    return x.ndim == 2 and side * side == x.shape[1] and side > 1
+
+
+def matrix_plot(x: np.ndarray, title: str | None = None, path=None, ylabel: str = "example"):
+    """Vectors that are not images, one row per example, as a heat map."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    fig, ax = plt.subplots(figsize=(min(10.0, 2 + 0.25 * x.shape[1]), min(8.0, 1.5 + 0.12 * len(x))))
+    im = ax.imshow(x, aspect="auto", cmap="viridis", interpolation="nearest")
+    fig.colorbar(im, ax=ax)
+    ax.set_xlabel("feature")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return save_figure(fig, path)
+
+
 def image_grid(
     x: np.ndarray,
     image_shape=None,
@@ -61,7 +82,10 @@ def image_grid(
     title: str | None = None,
     path: str | Path | None = None,
 ):
-    """A grid of images; ``x`` is (N, D) with ``image_shape`` or (N, C, H, W)."""
+    """A grid of images; ``x`` is (N, D) with ``image_shape`` or (N, C, H, W). Vectors that
+    cannot be shown as images are drawn as a heat map, one row per example."""
+    if not _is_imageable(np.asarray(x), image_shape):
+        return matrix_plot(x, title, path)
     imgs = to_images(x, image_shape)
     n = len(imgs)
     ncol = nrow or int(math.ceil(math.sqrt(n)))
