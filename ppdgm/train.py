@@ -454,8 +454,15 @@ class Trainer:
             self._perm, self._pos = state["data_perm"], int(state["data_pos"])
             self.step_count = int(state["step"])
             self.history = {k: list(v) for k, v in state["history"].items()}
-            self._log_sum, self._log_count = float(state["log_window"][0]), int(state["log_window"][1])
-            if self._log_count and self.history["step"] and self.history["step"][-1] == self.step_count:
+            self._log_sum, self._log_count = (
+                float(state["log_window"][0]),
+                int(state["log_window"][1]),
+            )
+            if (
+                self._log_count
+                and self.history["step"]
+                and self.history["step"][-1] == self.step_count
+            ):
                 # an unaligned last window, recorded early: the resumed run completes it
                 self.history["step"].pop()
                 self.history["loss"].pop()

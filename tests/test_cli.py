@@ -10,22 +10,47 @@ import pytest
 
 from ppdgm.cli import main
 
-FILES = ["checkpoint.pt", "config.json", "metrics.json", "samples.png", "reconstructions.png",
-         "latents.png", "curves.png"]
+FILES = [
+    "checkpoint.pt",
+    "config.json",
+    "metrics.json",
+    "samples.png",
+    "reconstructions.png",
+    "latents.png",
+    "curves.png",
+]
 FAST = ["--no-progress", "--hidden-dims", "32", "--latent-dim", "2", "--iwae-k", "20"]
 
 
 def test_train_writes_every_file_then_sample_evaluate_list(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "vae", "--data", "digits-binary", "--steps", "30", "--seed", "0",
-                 "--out", str(out), *FAST]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--data",
+                "digits-binary",
+                "--steps",
+                "30",
+                "--seed",
+                "0",
+                "--out",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     for f in FILES:
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     m = json.loads((out / "metrics.json").read_text())
     for key in ("test_elbo", "test_nll_iwae", "num_steps", "seconds", "seed", "versions"):
         assert key in m
-    assert m["num_steps"] == 30 and m["iwae_k"] == 20 and m["test_nll_iwae"] <= -m["test_elbo"] + 0.5
+    assert (
+        m["num_steps"] == 30 and m["iwae_k"] == 20 and m["test_nll_iwae"] <= -m["test_elbo"] + 0.5
+    )
     assert {"torch", "pyro", "numpy", "ppdgm", "python"} <= set(m["versions"])
 
     assert main(["sample", str(out), "-n", "9", "--out", str(tmp_path / "s.npy")]) == 0
@@ -52,15 +77,50 @@ def test_resume_continues_and_existing_run_is_protected(tmp_path, capsys):
 
 def test_user_csv_data_and_conv_arch(tmp_path):
     rng = np.random.RandomState(0)
-    rows = "\n".join(",".join(str(v) for v in r) + f",{i % 3}" for i, r in enumerate(rng.randint(0, 2, (60, 6))))
+    rows = "\n".join(
+        ",".join(str(v) for v in r) + f",{i % 3}" for i, r in enumerate(rng.randint(0, 2, (60, 6)))
+    )
     (tmp_path / "d.csv").write_text("a,b,c,d,e,f,label\n" + rows + "\n")
-    assert main(["train", "vae", "--data", str(tmp_path / "d.csv"), "--steps", "5",
-                 "--out", str(tmp_path / "r1"), *FAST]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--data",
+                str(tmp_path / "d.csv"),
+                "--steps",
+                "5",
+                "--out",
+                str(tmp_path / "r1"),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     cfg = json.loads((tmp_path / "r1" / "config.json").read_text())
     assert cfg["params"]["likelihood"] == "bernoulli"
-    assert main(["train", "vae", "--data", "digits", "--arch", "conv", "--steps", "5",
-                 "--out", str(tmp_path / "r2"), *FAST]) == 0
-    assert json.loads((tmp_path / "r2" / "metrics.json").read_text())["likelihood"] == "discretized_logistic"
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--data",
+                "digits",
+                "--arch",
+                "conv",
+                "--steps",
+                "5",
+                "--out",
+                str(tmp_path / "r2"),
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    assert (
+        json.loads((tmp_path / "r2" / "metrics.json").read_text())["likelihood"]
+        == "discretized_logistic"
+    )
 
 
 def _bad(tmp_path, argv, capsys, expect):
@@ -77,9 +137,21 @@ def test_bad_inputs_give_one_line_and_no_output(tmp_path, capsys):
     (tmp_path / "ragged.csv").write_text("1,2\n3\n")
     _bad(tmp_path, ["train", "vae", "--data", str(tmp_path / "nan.csv")], capsys, "row 1")
     _bad(tmp_path, ["train", "vae", "--data", str(tmp_path / "ragged.csv")], capsys, "ragged")
-    _bad(tmp_path, ["train", "vae", "--data", str(tmp_path / "missing.npy")], capsys, "no such file")
-    _bad(tmp_path, ["train", "vae", "--data", "digits", "--likelihood", "bernoulli"], capsys, "binary")
-    _bad(tmp_path, ["sample", str(tmp_path / "nope"), "--out", str(tmp_path / "x.png")], capsys, "no such run")
+    _bad(
+        tmp_path, ["train", "vae", "--data", str(tmp_path / "missing.npy")], capsys, "no such file"
+    )
+    _bad(
+        tmp_path,
+        ["train", "vae", "--data", "digits", "--likelihood", "bernoulli"],
+        capsys,
+        "binary",
+    )
+    _bad(
+        tmp_path,
+        ["sample", str(tmp_path / "nope"), "--out", str(tmp_path / "x.png")],
+        capsys,
+        "no such run",
+    )
     with pytest.raises(SystemExit) as e:
         main(["train", "vae", "--bogus-flag"])
     assert e.value.code == 2
@@ -88,8 +160,13 @@ def test_bad_inputs_give_one_line_and_no_output(tmp_path, capsys):
 
 
 def _cli(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "ppdgm", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ppdgm", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def test_module_entry_point_reports_errors_without_traceback(tmp_path):
@@ -101,8 +178,19 @@ def test_module_entry_point_reports_errors_without_traceback(tmp_path):
 
 def test_ctrl_c_keeps_the_last_complete_checkpoint_and_resume_finishes(tmp_path):
     out = tmp_path / "run"
-    p = _cli("train", "vae", "--data", "digits-binary", "--steps", "100000", "--out", str(out),
-             "--checkpoint-every", "50", *FAST)
+    p = _cli(
+        "train",
+        "vae",
+        "--data",
+        "digits-binary",
+        "--steps",
+        "100000",
+        "--out",
+        str(out),
+        "--checkpoint-every",
+        "50",
+        *FAST,
+    )
     deadline = time.time() + 120
     while not (out / "checkpoint.pt").exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -122,8 +210,19 @@ def test_ctrl_c_keeps_the_last_complete_checkpoint_and_resume_finishes(tmp_path)
 
 def test_killed_run_keeps_a_complete_checkpoint(tmp_path):
     out = tmp_path / "run"
-    p = _cli("train", "vae", "--data", "digits-binary", "--steps", "100000", "--out", str(out),
-             "--checkpoint-every", "20", *FAST)
+    p = _cli(
+        "train",
+        "vae",
+        "--data",
+        "digits-binary",
+        "--steps",
+        "100000",
+        "--out",
+        str(out),
+        "--checkpoint-every",
+        "20",
+        *FAST,
+    )
     deadline = time.time() + 120
     while not (out / "checkpoint.pt").exists() and time.time() < deadline:
         time.sleep(0.2)

@@ -52,9 +52,7 @@ def test_eight_gaussians_density_matches_scipy():
     d = toy_density("8gaussians")
     x = np.array([[2.0, 0.0], [0.3, -0.2], [1.41, 1.41]])
     centers = 2 * np.stack([np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)], 1)
-    ref = np.log(
-        sum(multivariate_normal(c, 0.15**2 * np.eye(2)).pdf(x) for c in centers) / 8
-    )
+    ref = np.log(sum(multivariate_normal(c, 0.15**2 * np.eye(2)).pdf(x) for c in centers) / 8)
     np.testing.assert_allclose(d.log_prob(x), ref, rtol=1e-10)
 
 
@@ -100,7 +98,9 @@ def test_png_folder_with_class_subfolders(tmp_path):
     for cls in ("cat", "dog"):
         (tmp_path / cls).mkdir()
         for i in range(5):
-            Image.fromarray(rng.randint(0, 256, (6, 7), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+            Image.fromarray(rng.randint(0, 256, (6, 7), dtype=np.uint8)).save(
+                tmp_path / cls / f"{i}.png"
+            )
     d = load_data(tmp_path)
     assert d.shape == (1, 6, 7) and d.kind == "integer" and d.image_shape == (1, 6, 7)
     assert sorted(np.concatenate([d.y_train, d.y_test]).tolist()) == [0] * 5 + [1] * 5
@@ -115,7 +115,9 @@ def test_idx_gz_and_plain_with_labels(tmp_path):
     d = load_data(tmp_path / "train-images-idx3-ubyte.gz")
     assert d.shape == (1, 5, 4) and d.y_train is not None
     all_x = np.concatenate([d.x_train, d.x_test])
-    assert sorted(map(tuple, all_x.reshape(20, -1))) == sorted(map(tuple, imgs.reshape(20, -1).astype(np.float32)))
+    assert sorted(map(tuple, all_x.reshape(20, -1))) == sorted(
+        map(tuple, imgs.reshape(20, -1).astype(np.float32))
+    )
     _write_idx(tmp_path / "plain-images-idx3-ubyte", imgs)
     assert load_data(tmp_path / "plain-images-idx3-ubyte").y_train is None
 

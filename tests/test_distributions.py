@@ -43,7 +43,11 @@ def test_discretized_logistic_gradients_are_finite_in_the_tails():
     log_scale = torch.tensor([-6.0, -6.0, -6.0], requires_grad=True)
     lp = DiscretizedLogistic(loc, log_scale, 17).log_prob(torch.tensor([16.0, 0.0, 8.0]))
     lp.sum().backward()
-    assert torch.isfinite(lp).all() and torch.isfinite(loc.grad).all() and torch.isfinite(log_scale.grad).all()
+    assert (
+        torch.isfinite(lp).all()
+        and torch.isfinite(loc.grad).all()
+        and torch.isfinite(log_scale.grad).all()
+    )
 
 
 def test_discretized_logistic_mean_is_the_weighted_sum_over_bins():

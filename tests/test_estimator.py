@@ -34,13 +34,18 @@ def test_training_learns_the_digits(fitted, binary_digits):
     untrained = VAE(latent_dim=4, hidden_dims=(64,), seed=0).fit(binary_digits.x_train, num_steps=1)
     assert nll < 26.0 and nll < -untrained.score(binary_digits.x_test, num_particles=200) - 10
     # the IWAE bound is above the ELBO on average
-    assert fitted.score_samples(binary_digits.x_test, 200).mean() > fitted.elbo_samples(binary_digits.x_test, 5).mean()
+    assert (
+        fitted.score_samples(binary_digits.x_test, 200).mean()
+        > fitted.elbo_samples(binary_digits.x_test, 5).mean()
+    )
 
 
 def test_same_seed_same_result(binary_digits):
     a = VAE(latent_dim=2, hidden_dims=(32,), seed=3).fit(binary_digits.x_train, num_steps=30)
     b = VAE(latent_dim=2, hidden_dims=(32,), seed=3).fit(binary_digits.x_train, num_steps=30)
-    np.testing.assert_array_equal(a.transform(binary_digits.x_test), b.transform(binary_digits.x_test))
+    np.testing.assert_array_equal(
+        a.transform(binary_digits.x_test), b.transform(binary_digits.x_test)
+    )
     np.testing.assert_array_equal(a.sample(5), b.sample(5))
 
 
@@ -52,10 +57,14 @@ def test_save_load_round_trip(fitted, binary_digits, tmp_path):
     np.testing.assert_array_equal(fitted.sample(4, seed=1), back.sample(4, seed=1))
 
 
-@pytest.mark.parametrize("likelihood,data", [("discretized_logistic", "digits"), ("gaussian", "digits-unit")])
+@pytest.mark.parametrize(
+    "likelihood,data", [("discretized_logistic", "digits"), ("gaussian", "digits-unit")]
+)
 def test_other_likelihoods(likelihood, data):
     d = load_data(data)
-    vae = VAE(latent_dim=3, hidden_dims=(32,), likelihood=likelihood, seed=0).fit(d.x_train, num_steps=60)
+    vae = VAE(latent_dim=3, hidden_dims=(32,), likelihood=likelihood, seed=0).fit(
+        d.x_train, num_steps=60
+    )
     s = vae.score_samples(d.x_test[:10], num_particles=20)
     assert s.shape == (10,) and np.isfinite(s).all()
     if likelihood == "discretized_logistic":

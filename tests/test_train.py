@@ -29,8 +29,19 @@ def _data():
 
 def _trainer(compile=True, objective=None, seed=0):
     model, guide = _pair(seed)
-    return Trainer(model.model, guide.guide, objective or ELBO(), batch_size=16, seed=seed,
-                   device="cpu", compile=compile), model, guide
+    return (
+        Trainer(
+            model.model,
+            guide.guide,
+            objective or ELBO(),
+            batch_size=16,
+            seed=seed,
+            device="cpu",
+            compile=compile,
+        ),
+        model,
+        guide,
+    )
 
 
 def _params(*modules):
@@ -92,12 +103,26 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, compile):
     full, mf, gf = _trainer(compile=compile)
     full.run(data, 40, progress=False, eval_fn=lambda: {"x": 0.0}, eval_every=7)
     part, _, _ = _trainer(compile=compile)
-    part.run(data, 23, progress=False, checkpoint_path=tmp_path / "c.pt", checkpoint_every=1000,
-             eval_fn=lambda: {"x": 0.0}, eval_every=7)
+    part.run(
+        data,
+        23,
+        progress=False,
+        checkpoint_path=tmp_path / "c.pt",
+        checkpoint_every=1000,
+        eval_fn=lambda: {"x": 0.0},
+        eval_every=7,
+    )
     torch.manual_seed(123)  # whatever happens in between does not matter
     resumed, mr, gr = _trainer(compile=compile, seed=0)
-    resumed.run(data, 40, progress=False, checkpoint_path=tmp_path / "c.pt", resume=True,
-                eval_fn=lambda: {"x": 0.0}, eval_every=7)
+    resumed.run(
+        data,
+        40,
+        progress=False,
+        checkpoint_path=tmp_path / "c.pt",
+        resume=True,
+        eval_fn=lambda: {"x": 0.0},
+        eval_every=7,
+    )
     torch.testing.assert_close(_params(mf, gf), _params(mr, gr), rtol=0, atol=0)
     assert full.history["loss"] == resumed.history["loss"]
 
@@ -188,8 +213,15 @@ def test_interrupt_saves_the_last_complete_step(tmp_path):
         return {"v": 0.0}
 
     with pytest.raises(KeyboardInterrupt):
-        tr.run(_data(), 100, progress=False, checkpoint_path=tmp_path / "c.pt",
-               checkpoint_every=1000, eval_fn=interrupt_at_step_8, eval_every=4)
+        tr.run(
+            _data(),
+            100,
+            progress=False,
+            checkpoint_path=tmp_path / "c.pt",
+            checkpoint_every=1000,
+            eval_fn=interrupt_at_step_8,
+            eval_every=4,
+        )
     state = load_checkpoint(tmp_path / "c.pt")
     assert state["step"] == 8
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

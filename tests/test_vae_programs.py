@@ -47,9 +47,13 @@ def _linear_gaussian(exact_guide: bool):
 def test_linear_gaussian_exact_guide_gives_the_exact_marginal():
     model, guide, x, exact = _linear_gaussian(exact_guide=True)
     # with the exact posterior every importance weight equals p(x): both bounds are tight
-    np.testing.assert_allclose(elbo(model.model, guide.guide, x, num_particles=3).numpy(), exact, atol=2e-4)
     np.testing.assert_allclose(
-        iwae_bound(model.model, guide.guide, x, num_particles=50, max_elements=64).numpy(), exact, atol=2e-4
+        elbo(model.model, guide.guide, x, num_particles=3).numpy(), exact, atol=2e-4
+    )
+    np.testing.assert_allclose(
+        iwae_bound(model.model, guide.guide, x, num_particles=50, max_elements=64).numpy(),
+        exact,
+        atol=2e-4,
     )
     # the analytic-KL objective is a sum over the batch, exact in expectation (its reconstruction
     # term is a one-draw estimate)
@@ -65,7 +69,9 @@ def test_linear_gaussian_elbo_below_and_iwae_rises_toward_the_marginal():
     gaps, bounds = [], {}
     for k in (1, 10, 100, 1000):
         torch.manual_seed(k)
-        bounds[k] = iwae_bound(model.model, guide.guide, x, num_particles=k, max_elements=4096).numpy()
+        bounds[k] = iwae_bound(
+            model.model, guide.guide, x, num_particles=k, max_elements=4096
+        ).numpy()
         gaps.append(float(exact.mean() - bounds[k].mean()))
     assert (e < exact).all() and exact.mean() - e.mean() > 0.05
     assert all(g > -0.01 for g in gaps)  # a lower bound, up to Monte Carlo error
@@ -88,8 +94,13 @@ def test_beta_scales_the_kl_term():
     model, guide, x, _ = _linear_gaussian(exact_guide=False)
     base = ELBO()(model.model, guide.guide)(x).item()
     loc, scale = guide.posterior(x)
-    kl = torch.distributions.kl_divergence(torch.distributions.Normal(loc, scale),
-                                           torch.distributions.Normal(0.0, 1.0)).sum().item()
+    kl = (
+        torch.distributions.kl_divergence(
+            torch.distributions.Normal(loc, scale), torch.distributions.Normal(0.0, 1.0)
+        )
+        .sum()
+        .item()
+    )
     model.beta = guide.beta = 3.0
     torch.manual_seed(0)
     scaled = ELBO()(model.model, guide.guide)(x).item()
@@ -125,7 +136,9 @@ def _assert_all_params_get_gradients(modules, loss):
             assert p.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("objective", [ELBO(), ELBO(analytic_kl=False), IWAE(4), pyro.infer.Trace_ELBO()])
+@pytest.mark.parametrize(
+    "objective", [ELBO(), ELBO(analytic_kl=False), IWAE(4), pyro.infer.Trace_ELBO()]
+)
 def test_every_parameter_gets_a_gradient_vector(objective):
     model, guide, x = _vector_pair()
     _assert_all_params_get_gradients([model, guide], objective(model.model, guide.guide)(x))
@@ -180,9 +193,17 @@ def test_m2_enumeration_equals_the_explicit_sum_over_labels():
     probs = torch.softmax(guide.class_logits(x), -1).detach()
     rhs, var = -(probs * probs.log()).sum().item(), 0.0
     for c in range(4):
-        per = np.array([[-ELBO(analytic_kl=False).loss(model.model, guide.guide, x[i : i + 1],
-                                                       torch.tensor([c])).item()
-                         for i in range(6)] for _ in range(100)])
+        per = np.array(
+            [
+                [
+                    -ELBO(analytic_kl=False)
+                    .loss(model.model, guide.guide, x[i : i + 1], torch.tensor([c]))
+                    .item()
+                    for i in range(6)
+                ]
+                for _ in range(100)
+            ]
+        )
         rhs += (probs[:, c].numpy() * per.mean(0)).sum()
         var += ((probs[:, c].numpy() ** 2) * per.var(0) / 100).sum()
     se = np.sqrt(np.var(lhs) / 300 + var)

@@ -65,7 +65,9 @@ def _is_imageable(x: np.ndarray, image_shape) -> bool:
 def matrix_plot(x: np.ndarray, title: str | None = None, path=None, ylabel: str = "example"):
     """Vectors that are not images, one row per example, as a heat map."""
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    fig, ax = plt.subplots(figsize=(min(10.0, 2 + 0.25 * x.shape[1]), min(8.0, 1.5 + 0.12 * len(x))))
+    fig, ax = plt.subplots(
+        figsize=(min(10.0, 2 + 0.25 * x.shape[1]), min(8.0, 1.5 + 0.12 * len(x)))
+    )
     im = ax.imshow(x, aspect="auto", cmap="viridis", interpolation="nearest")
     fig.colorbar(im, ax=ax)
     ax.set_xlabel("feature")
