@@ -176,8 +176,8 @@ def test_module_entry_point_reports_errors_without_traceback(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_ctrl_c_keeps_the_last_complete_checkpoint_and_resume_finishes(tmp_path):
-    out = tmp_path / "run"
+def _start_long_run(out, checkpoint_every):
+    """Start a long training in a subprocess; return it once its first checkpoint exists."""
     p = _cli(
         "train",
         "vae",
@@ -188,12 +188,18 @@ def test_ctrl_c_keeps_the_last_complete_checkpoint_and_resume_finishes(tmp_path)
         "--out",
         str(out),
         "--checkpoint-every",
-        "50",
+        str(checkpoint_every),
         *FAST,
     )
     deadline = time.time() + 120
     while not (out / "checkpoint.pt").exists() and time.time() < deadline:
         time.sleep(0.2)
+    return p
+
+
+def test_ctrl_c_keeps_the_last_complete_checkpoint_and_resume_finishes(tmp_path):
+    out = tmp_path / "run"
+    p = _start_long_run(out, 50)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "--resume" in err and "Traceback" not in err
@@ -210,22 +216,7 @@ def test_ctrl_c_keeps_the_last_complete_checkpoint_and_resume_finishes(tmp_path)
 
 def test_killed_run_keeps_a_complete_checkpoint(tmp_path):
     out = tmp_path / "run"
-    p = _cli(
-        "train",
-        "vae",
-        "--data",
-        "digits-binary",
-        "--steps",
-        "100000",
-        "--out",
-        str(out),
-        "--checkpoint-every",
-        "20",
-        *FAST,
-    )
-    deadline = time.time() + 120
-    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
-        time.sleep(0.2)
+    p = _start_long_run(out, 20)
     time.sleep(1.0)
     os.kill(p.pid, signal.SIGKILL)
     p.communicate(timeout=60)

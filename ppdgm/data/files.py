@@ -32,19 +32,27 @@ def _xy(x, y, source):
     return x, y
 
 
-def read_npy(path: Path) -> tuple[np.ndarray, None]:
-    """Read an (N, ...) array from a ``.npy`` file."""
+def _np_load(path: Path, what: str):
+    """``np.load`` without pickles, its failures turned into :class:`DataFormatError`."""
     try:
-        x = np.load(path, allow_pickle=False)
+        loaded = np.load(path, allow_pickle=False)
+        if what == ".npz":
+            with loaded as z:
+                return {k: z[k] for k in z.files}
+        return loaded
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise DataFormatError(
-                f"{path}: holds pickled Python objects, which are refused; save a numeric array"
+                f"{path}: holds pickled Python objects, which are refused; save numeric arrays"
             ) from None
-        raise DataFormatError(f"{path}: not a valid .npy file ({e})") from None
-    except (OSError, EOFError) as e:
-        raise DataFormatError(f"{path}: cannot read .npy file ({e})") from None
-    return _xy(x, None, str(path))
+        raise DataFormatError(f"{path}: not a valid {what} file ({e})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise DataFormatError(f"{path}: not a valid {what} file ({e})") from None
+
+
+def read_npy(path: Path) -> tuple[np.ndarray, None]:
+    """Read an (N, ...) array from a ``.npy`` file."""
+    return _xy(_np_load(path, ".npy"), None, str(path))
 
 
 _NPZ_X = ("x", "X", "data", "images")
@@ -62,17 +70,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray | None]:
         dict with ``x`` and ``y`` or ``x_train``, ``x_test``, ``y_train``, ``y_test``.
     """
     source = str(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except ValueError as e:
-        if "pickle" in str(e).lower():
-            raise DataFormatError(
-                f"{path}: holds pickled Python objects, which are refused; save numeric arrays"
-            ) from None
-        raise DataFormatError(f"{path}: not a valid .npz archive ({e})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DataFormatError(f"{path}: not a valid .npz archive ({e})") from None
+    arrays = _np_load(path, ".npz")
     if not arrays:
         raise DataFormatError(f"{path}: the archive holds no arrays")
     if "x_train" in arrays:
