@@ -201,7 +201,8 @@ class Trainer:
         objective: called as ``objective(model, guide)`` to give a module whose forward is the
             loss summed over the batch (Pyro's ELBO classes qualify). The trainer minimizes the
             loss divided by the batch size.
-        optimizer: ``adam``, ``adamw``, ``sgd`` or ``rmsprop``.
+        optimizer: ``adam``, ``adamw``, ``sgd`` or ``rmsprop`` (Adam and AdamW fused where
+            PyTorch supports it for the parameters' device).
         lr: learning rate.
         batch_size: examples per step; the data are reshuffled every epoch and the last
             incomplete batch of an epoch is dropped.
@@ -254,7 +255,7 @@ class Trainer:
         )
         if not self.params:
             raise ConfigError("the model, guide and objective have no trainable parameters")
-        self.optimizer = OPTIMIZERS[optimizer](self.params, lr=lr)
+        self.optimizer = _make_optimizer(optimizer, self.params, lr)
         self.batch_size = int(batch_size)
         self.clip_grad_norm = clip_grad_norm
         self.validate = validate
@@ -470,6 +471,20 @@ class Trainer:
             raise CheckpointError(
                 f"the checkpoint does not fit this model and trainer ({str(e).splitlines()[0][:200]})"
             ) from None
+
+
+def _make_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    """The optimizer; Adam and AdamW use PyTorch's fused kernels where the parameters allow
+    (a quarter of a small model's step time on CPU goes to the optimizer otherwise)."""
+    cls = OPTIMIZERS[name]
+    if name in ("adam", "adamw") and all(
+        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
+    ):
+        try:
+            return cls(params, lr=lr, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return cls(params, lr=lr)
 
 
 def _unique(tensors) -> list[torch.Tensor]:
