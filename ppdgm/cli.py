@@ -71,7 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--labels", default=None, help="labels file (.npy or IDX) for the data")
     t.add_argument("--label-column", default=None, help="CSV label column (name or 0-based index)")
-    t.add_argument("--steps", type=_positive(int), default=3000, help="optimizer steps in total")
+    t.add_argument(
+        "--steps",
+        type=_positive(int),
+        default=None,
+        help="optimizer steps in total (default 3000; with --resume: the run's own, or a new total)",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="run folder (default runs/MODEL)")
     t.add_argument(
@@ -234,6 +239,8 @@ def _train(args) -> int:
         if not ckpt.is_file():
             raise ConfigError(f"{out}: nothing to resume (no {CHECKPOINT}); drop --resume to start")
         cfg = _read_config(out)
+        if args.steps is not None:
+            cfg["steps"] = args.steps  # extend (or finish) the run up to a new total
     else:
         if ckpt.exists() and not args.overwrite:
             raise ConfigError(
@@ -267,7 +274,7 @@ def _train(args) -> int:
     try:
         vae.fit(
             data.x_train,
-            num_steps=cfg["steps"] if args.resume else args.steps,
+            num_steps=cfg["steps"],
             batch_size=cfg["batch_size"],
             lr=cfg["lr"],
             X_test=data.x_test,
@@ -332,7 +339,7 @@ def _new_config(args) -> dict[str, Any]:
         "label_column": args.label_column,
         "reshape_to": reshape,
         "image_shape": list(data.image_shape) if data.image_shape else None,
-        "steps": args.steps,
+        "steps": args.steps or 3000,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "iwae_k": args.iwae_k,

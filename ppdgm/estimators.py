@@ -4,6 +4,7 @@ state with a trailing underscore. The command line uses this layer.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any
@@ -279,11 +280,17 @@ class VAE:
         }
 
     # -- queries ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _seeded(self, seed: int | None = None):
+        """Run with the estimator's seed, leaving the caller's random state as it was."""
+        with torch.random.fork_rng(devices=[] if self.device_.type == "cpu" else [self.device_]):
+            set_seed(self.seed if seed is None else seed)
+            yield
+
     def score_samples(self, X, num_particles: int = 1000, batch_size: int = 128) -> np.ndarray:
         """Importance-weighted lower bound on log p(x) per example, in nats; shape (N,)."""
         x = self._tensor(X)
-        with torch.random.fork_rng(devices=[] if self.device_.type == "cpu" else [self.device_]):
-            set_seed(self.seed)
+        with self._seeded():
             out = iwae_bound(
                 self.model_.model,
                 self.guide_.guide,
@@ -296,8 +303,7 @@ class VAE:
     def elbo_samples(self, X, num_particles: int = 1) -> np.ndarray:
         """Monte Carlo ELBO per example, in nats; shape (N,)."""
         x = self._tensor(X)
-        with torch.random.fork_rng(devices=[] if self.device_.type == "cpu" else [self.device_]):
-            set_seed(self.seed)
+        with self._seeded():
             out = elbo_per_example(
                 self.model_.model, self.guide_.guide, x, num_particles=num_particles
             )
@@ -319,8 +325,7 @@ class VAE:
         self._check_fitted()
         if not (isinstance(num_samples, int | np.integer) and num_samples >= 1):
             raise ConfigError(f"num_samples must be a positive integer, got {num_samples!r}")
-        with torch.random.fork_rng(devices=[] if self.device_.type == "cpu" else [self.device_]):
-            set_seed(self.seed if seed is None else seed)
+        with self._seeded(seed):
             z = self.model_.prior().sample((int(num_samples),))
             params = self.model_.decode_params(z)
             lik = self.model_.likelihood

@@ -279,13 +279,12 @@ class Trainer:
             return self._loss(*batch) / batch[0].shape[0]
 
     def step(self, *batch: torch.Tensor) -> dict[str, float]:
-        """One optimizer update on ``batch``; returns ``{"loss": value}``.
+        """One optimizer update on ``batch``; returns ``{"loss": value}``. The modules should be
+        in training mode (:meth:`run` sees to it).
 
         Raises:
             TrainingDivergedError: the loss is NaN or infinite (parameters are left unchanged).
         """
-        for m in self.modules.values():
-            m.train()
         loss = self.loss(*batch)
         value = loss.item()
         if not math.isfinite(value):
@@ -367,6 +366,7 @@ class Trainer:
         step0 = self.step_count
         set_rng_state(self._rng)
         self._in_run = True
+        self._set_training(True)
         try:
             with _DeferredInterrupt() as interrupt:
                 while self.step_count < num_steps:
@@ -413,15 +413,19 @@ class Trainer:
             if aligned:
                 self._log_sum, self._log_count = 0.0, 0
 
-    def _evaluate(self, eval_fn):
+    def _set_training(self, mode: bool) -> None:
         for m in self.modules.values():
-            m.eval()
+            m.train(mode)
+
+    def _evaluate(self, eval_fn):
+        self._set_training(False)
         rng = get_rng_state()
         try:
             set_seed(self.seed + 1)
             out = eval_fn()
         finally:
             set_rng_state(rng)
+            self._set_training(True)
         if out:
             self.history["eval_step"].append(self.step_count)
             self.history["eval"].append(float(next(iter(out.values()))))

@@ -73,6 +73,9 @@ def test_resume_continues_and_existing_run_is_protected(tmp_path, capsys):
     assert "already holds a run" in capsys.readouterr().err
     assert main([*args, "--steps", "10", "--resume"]) == 0  # the run's own step count
     assert json.loads((out / "metrics.json").read_text())["num_steps"] == 10
+    assert main([*args, "--steps", "25", "--resume"]) == 0  # extended to a new total
+    assert json.loads((out / "metrics.json").read_text())["num_steps"] == 25
+    assert json.loads((out / "config.json").read_text())["steps"] == 25
 
 
 def test_user_csv_data_and_conv_arch(tmp_path):
@@ -191,8 +194,9 @@ def _start_long_run(out, checkpoint_every):
         str(checkpoint_every),
         *FAST,
     )
-    deadline = time.time() + 120
-    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+    for _ in range(600):  # wait up to about two minutes
+        if (out / "checkpoint.pt").exists():
+            break
         time.sleep(0.2)
     return p
 
