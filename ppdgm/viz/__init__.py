@@ -38,15 +38,20 @@ def save_figure(fig, path: str | Path | None, dpi: int = 120):
     return fig
 
 
+def _square_image_shape(length: int) -> tuple[int, int, int] | None:
+    """(1, side, side) when vectors of ``length`` are square images (side > 1), else None."""
+    side = int(round(math.sqrt(length)))
+    return (1, side, side) if side > 1 and side * side == length else None
+
+
 def to_images(x: np.ndarray, image_shape=None) -> np.ndarray:
     """Turn (N, D) or (N, C, H, W) data into (N, H, W) or (N, H, W, 3) images for display."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 2:
         if image_shape is None:
-            side = int(round(math.sqrt(x.shape[1])))
-            if side * side != x.shape[1]:
+            image_shape = _square_image_shape(x.shape[1])
+            if image_shape is None:
                 raise ValueError(f"cannot show vectors of length {x.shape[1]} as images")
-            image_shape = (1, side, side)
         x = x.reshape(len(x), *image_shape)
     if x.ndim != 4:
         raise ValueError(f"expected (N, D) or (N, C, H, W) data, got shape {x.shape}")
@@ -58,8 +63,7 @@ def to_images(x: np.ndarray, image_shape=None) -> np.ndarray:
 def _is_imageable(x: np.ndarray, image_shape) -> bool:
     if x.ndim == 4 or image_shape is not None:
         return True
-    side = int(round(math.sqrt(x.shape[1]))) if x.ndim == 2 else 0
-    return x.ndim == 2 and side * side == x.shape[1] and side > 1
+    return x.ndim == 2 and _square_image_shape(x.shape[1]) is not None
 
 
 def matrix_plot(x: np.ndarray, title: str | None = None, path=None, ylabel: str = "example"):
