@@ -15,6 +15,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "TrainingDivergedError",
+    "ConvergenceWarning",
 ]
 
 
@@ -48,3 +49,7 @@ class ConfigError(PpdgmError, ValueError):
 
 class TrainingDivergedError(PpdgmError, FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+class ConvergenceWarning(UserWarning):
+    """MCMC diagnostics that call the result into question: R-hat, ESS, divergences."""

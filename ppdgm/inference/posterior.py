@@ -1,0 +1,442 @@
+"""Turning a model's sites and posterior draws into ArviZ ``InferenceData``.
+
+The functions here work the same on both backends: they trace the model once to learn
+its sites (latent, observed, deterministic, factor) and the plates each sits in, then
+evaluate, for every posterior draw, the deterministic sites, the pointwise
+log-likelihood of the observed sites and a posterior predictive draw.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, ConvergenceWarning
+
+__all__ = [
+    "SiteInfo",
+    "build_inference_data",
+    "check_diagnostics",
+    "model_sites",
+    "pointwise",
+    "posterior_predictive",
+]
+
+_CHUNK = 1000
+
+
+@dataclasses.dataclass
+class SiteInfo:
+    """One site of a model's trace.
+
+    Attributes:
+        name: the site name.
+        kind: "latent", "observed", "deterministic" or "factor".
+        shape: the value's shape in one run of the model.
+        event_dim: the number of trailing event dimensions.
+        dims: a name for each axis of the value: the plate's name where the axis is a
+            plate of that size, else ``"{name}_dim_{i}"``.
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    event_dim: int
+    dims: list[str]
+
+    @property
+    def batch_dims(self) -> list[str]:
+        """Names of the axes of the site's pointwise log-density."""
+        return self.dims[: len(self.shape) - self.event_dim]
+
+
+def _dims(name: str, shape: tuple[int, ...], event_dim: int, frames) -> list[str]:
+    dims = [f"{name}_dim_{i}" for i in range(len(shape))]
+    batch = len(shape) - event_dim
+    for frame in frames:
+        if frame.dim is None:
+            continue
+        axis = batch + frame.dim
+        if 0 <= axis < batch and shape[axis] == frame.size and frame.size > 1:
+            dims[axis] = frame.name
+    return dims
+
+
+def _classify(site: dict, backend: str) -> str | None:
+    if backend == "numpyro":
+        from numpyro.distributions import Unit
+
+        if site["type"] == "deterministic":
+            return "deterministic"
+        if site["type"] != "sample":
+            return None
+        if site["is_observed"]:
+            return "factor" if isinstance(site["fn"], Unit) else "observed"
+        return "latent"
+    from pyro.distributions import Unit
+
+    if site["type"] != "sample" or type(site["fn"]).__name__ == "_Subsample":
+        return None
+    if site["infer"].get("_deterministic"):
+        return "deterministic"
+    if site["is_observed"]:
+        return "factor" if isinstance(site["fn"], Unit) else "observed"
+    return "latent"
+
+
+def _to_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def model_sites(
+    model: Callable, args: tuple, kwargs: Mapping[str, Any], backend: str, seed: int = 0
+) -> tuple[dict[str, SiteInfo], dict[str, np.ndarray]]:
+    """Trace ``model(*args, **kwargs)`` once, drawing latents from the prior.
+
+    Returns:
+        ``(sites, observed)``: every sample/deterministic site in execution order, and the
+        values of the observed sites (the data).
+    """
+    from .backend import use_backend
+
+    with use_backend(backend):
+        if backend == "numpyro":
+            import jax
+            from numpyro import handlers
+
+            tr = handlers.trace(handlers.seed(model, jax.random.PRNGKey(seed))).get_trace(
+                *args, **kwargs
+            )
+        else:
+            import pyro.poutine as poutine
+            import torch
+
+            with torch.random.fork_rng(), torch.no_grad():
+                torch.manual_seed(seed)
+                tr = poutine.trace(model).get_trace(*args, **kwargs).nodes
+    sites, observed = {}, {}
+    for name, site in tr.items():
+        kind = _classify(site, backend)
+        if kind is None:
+            continue
+        value = _to_numpy(site["value"])
+        if kind == "deterministic":
+            event_dim = 0
+        else:
+            event_dim = len(site["fn"].event_shape)
+        if kind == "factor":
+            shape = tuple(np.shape(_to_numpy(site["fn"].log_prob(site["value"]))))
+            event_dim = 0
+        else:
+            shape = value.shape
+        dims = _dims(name, shape, event_dim, site.get("cond_indep_stack", ()))
+        sites[name] = SiteInfo(name, kind, tuple(shape), event_dim, dims)
+        if kind == "observed":
+            observed[name] = value
+    if not any(s.kind == "latent" for s in sites.values()):
+        raise ConfigError(
+            "the model has no latent sample sites to infer (every pyro.sample is observed)"
+        )
+    return sites, observed
+
+
+def _numpyro_pointwise(model, draws, args, kwargs, sites, seed, predict):
+    import jax
+    import jax.numpy as jnp
+    from numpyro import handlers
+    from numpyro.distributions import Unit
+    from numpyro.primitives import Messenger
+
+    class Unobserve(Messenger):
+        def process_message(self, msg):
+            if msg["type"] == "sample" and msg["is_observed"] and not isinstance(msg["fn"], Unit):
+                msg["value"] = None
+                msg["is_observed"] = False
+
+    det = [n for n, s in sites.items() if s.kind == "deterministic"]
+    lik = [n for n, s in sites.items() if s.kind in ("observed", "factor")]
+    obs = list(predict)
+
+    def one(key, draw):
+        k1, k2 = jax.random.split(key)
+        tr = handlers.trace(handlers.seed(handlers.substitute(model, data=draw), k1)).get_trace(
+            *args, **kwargs
+        )
+        ptr = handlers.trace(
+            handlers.seed(handlers.substitute(Unobserve(model), data=draw), k2)
+        ).get_trace(*args, **kwargs)
+        return (
+            {n: tr[n]["value"] for n in det},
+            {n: tr[n]["fn"].log_prob(tr[n]["value"]) for n in lik},
+            {n: ptr[n]["value"] for n in obs},
+        )
+
+    fn = jax.jit(jax.vmap(one))
+    num = len(next(iter(draws.values())))
+    keys = jax.random.split(jax.random.PRNGKey(seed), num)
+    parts = []
+    for start in range(0, num, _CHUNK):
+        chunk = {k: jnp.asarray(v[start : start + _CHUNK]) for k, v in draws.items()}
+        parts.append(jax.tree.map(np.asarray, fn(keys[start : start + _CHUNK], chunk)))
+    return tuple(
+        {k: np.concatenate([p[i][k] for p in parts]) for k in parts[0][i]} for i in range(3)
+    )
+
+
+def _pyro_pointwise(model, draws, args, kwargs, sites, seed, predict):
+    import pyro.poutine as poutine
+    import torch
+    from pyro.distributions import Unit
+    from pyro.poutine.messenger import Messenger
+
+    class SetLatents(Messenger):
+        def __init__(self, values):
+            super().__init__()
+            self.values = values
+
+        def _pyro_sample(self, msg):
+            if not msg["is_observed"] and msg["name"] in self.values:
+                msg["value"] = self.values[msg["name"]]
+                msg["done"] = True
+
+    class Unobserve(Messenger):
+        def _pyro_sample(self, msg):
+            if (
+                msg["is_observed"]
+                and not msg["infer"].get("_deterministic")
+                and not isinstance(msg["fn"], Unit)
+            ):
+                msg["is_observed"] = False
+                msg["value"] = None
+                msg["done"] = False
+
+    det = [n for n, s in sites.items() if s.kind == "deterministic"]
+    lik = [n for n, s in sites.items() if s.kind in ("observed", "factor")]
+    obs = list(predict)
+    num = len(next(iter(draws.values())))
+    out = ({n: [] for n in det}, {n: [] for n in lik}, {n: [] for n in obs})
+    dtype = torch.get_default_dtype()
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        for i in range(num):
+            values = {
+                k: torch.as_tensor(v[i], dtype=dtype if v.dtype.kind == "f" else None)
+                for k, v in draws.items()
+            }
+            with poutine.trace() as tr, SetLatents(values):
+                model(*args, **kwargs)
+            with poutine.trace() as ptr, SetLatents(values), Unobserve():
+                model(*args, **kwargs)
+            nodes, pnodes = tr.trace.nodes, ptr.trace.nodes
+            for n in det:
+                out[0][n].append(_to_numpy(nodes[n]["value"]))
+            for n in lik:
+                out[1][n].append(_to_numpy(nodes[n]["fn"].log_prob(nodes[n]["value"])))
+            for n in obs:
+                out[2][n].append(_to_numpy(pnodes[n]["value"]))
+    return tuple({k: np.stack(v) for k, v in d.items()} for d in out)
+
+
+def pointwise(
+    model: Callable,
+    draws: Mapping[str, np.ndarray],
+    args: tuple,
+    kwargs: Mapping[str, Any],
+    sites: Mapping[str, SiteInfo],
+    backend: str,
+    seed: int = 0,
+    predict: list[str] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Evaluate the model at each posterior draw.
+
+    Args:
+        draws: latent site name -> array of shape ``(S, *site shape)``.
+
+    Returns:
+        ``(deterministic, log_likelihood, posterior_predictive)``, each a dict of arrays
+        with leading axis ``S``: the deterministic sites' values, the pointwise
+        log-density of each observed (and factor) site, and a fresh draw of each observed
+        site given the latents (or of the sites named in ``predict``).
+    """
+    if predict is None:
+        predict = [n for n, s in sites.items() if s.kind == "observed"]
+    from .backend import use_backend
+
+    with use_backend(backend):
+        if backend == "numpyro":
+            return _numpyro_pointwise(model, dict(draws), args, kwargs, sites, seed, predict)
+        return _pyro_pointwise(model, dict(draws), args, kwargs, sites, seed, predict)
+
+
+def _dataset_dims(arrays: Mapping[str, np.ndarray], sites, lead: list[str], log_lik=False):
+    dims = {}
+    for name, value in arrays.items():
+        site = sites.get(name)
+        inner = value.ndim - len(lead)
+        if site is None:
+            names = [f"{name}_dim_{i}" for i in range(inner)]
+        else:
+            names = site.batch_dims if log_lik else site.dims
+            if len(names) != inner:
+                names = [f"{name}_dim_{i}" for i in range(inner)]
+        dims[name] = names
+    return dims
+
+
+def build_inference_data(
+    posterior: Mapping[str, np.ndarray],
+    sites: Mapping[str, SiteInfo],
+    *,
+    sample_stats: Mapping[str, np.ndarray] | None = None,
+    log_likelihood: Mapping[str, np.ndarray] | None = None,
+    posterior_predictive: Mapping[str, np.ndarray] | None = None,
+    observed_data: Mapping[str, np.ndarray] | None = None,
+    constant_data: Mapping[str, np.ndarray] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+):
+    """Assemble an ``arviz.InferenceData`` from arrays shaped ``(chain, draw, ...)``.
+
+    Plate names become dimension names (``school`` rather than ``theta_dim_0``) wherever a
+    site sits in a plate.
+    """
+    import arviz as az
+
+    lead = ["chain", "draw"]
+
+    def group(arrays, log_lik=False, leading=lead):
+        if not arrays:
+            return None
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        return az.dict_to_dataset(
+            arrays,
+            dims=_dataset_dims(arrays, sites, leading, log_lik),
+            attrs=dict(attrs or {}),
+            library=None,
+        )
+
+    groups = {
+        "posterior": group(posterior),
+        "sample_stats": group(sample_stats),
+        "log_likelihood": group(log_likelihood, log_lik=True),
+        "posterior_predictive": group(posterior_predictive),
+    }
+    if observed_data:
+        groups["observed_data"] = az.dict_to_dataset(
+            {k: np.asarray(v) for k, v in observed_data.items()},
+            dims=_dataset_dims(observed_data, sites, []),
+            default_dims=[],
+            library=None,
+        )
+    if constant_data:
+        groups["constant_data"] = az.dict_to_dataset(
+            {k: np.asarray(v) for k, v in constant_data.items()},
+            default_dims=[],
+            library=None,
+        )
+    return az.InferenceData(**{k: v for k, v in groups.items() if v is not None})
+
+
+def constant_arguments(model: Callable, args: tuple, kwargs: Mapping[str, Any], observed) -> dict:
+    """The model's array arguments that are not observations, by parameter name."""
+    try:
+        bound = inspect.signature(model).bind_partial(*args, **kwargs).arguments
+    except (TypeError, ValueError):
+        bound = dict(kwargs)
+    out = {}
+    for name, value in bound.items():
+        if name in observed or value is None:
+            continue
+        arr = _to_numpy(value) if hasattr(value, "shape") else None
+        if arr is not None and arr.ndim > 0 and arr.dtype.kind in "biuf":
+            out[name] = arr
+    return out
+
+
+def check_diagnostics(
+    idata, *, rhat_threshold: float = 1.01, min_ess_per_chain: float = 100.0
+) -> list[str]:
+    """Warn (:class:`ppdgm.errors.ConvergenceWarning`) about R-hat, bulk ESS and divergences.
+
+    Returns:
+        the warning messages, also issued with :func:`warnings.warn`.
+    """
+    import arviz as az
+
+    post = idata.posterior
+    num_chains = post.sizes["chain"]
+    messages = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ess = az.ess(post, method="bulk")
+        rhat = az.rhat(post) if num_chains > 1 else None
+    if rhat is not None:
+        worst = {k: float(np.nanmax(v.values)) for k, v in rhat.data_vars.items()}
+        bad = {k: v for k, v in worst.items() if not v <= rhat_threshold}
+        if bad:
+            listed = ", ".join(f"{k} ({v:.3f})" for k, v in sorted(bad.items()))
+            messages.append(
+                f"R-hat above {rhat_threshold} for {listed}: the chains disagree; run longer "
+                "warmup or more samples, or reparameterize"
+            )
+    floor = min_ess_per_chain * num_chains
+    worst_ess = {k: float(np.nanmin(v.values)) for k, v in ess.data_vars.items()}
+    low = {k: v for k, v in worst_ess.items() if not v >= floor}
+    if low:
+        listed = ", ".join(f"{k} ({v:.0f})" for k, v in sorted(low.items()))
+        messages.append(
+            f"bulk ESS below {floor:.0f} ({min_ess_per_chain:.0f} per chain) for {listed}: "
+            "estimates are noisy; draw more samples"
+        )
+    if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
+        n_div = int(idata.sample_stats["diverging"].values.sum())
+        if n_div:
+            total = idata.sample_stats["diverging"].size
+            messages.append(
+                f"{n_div} of {total} transitions diverged after warmup: the posterior has "
+                "regions the sampler cannot explore (e.g. a funnel); reparameterize (non-centered "
+                "parameterization) or raise target_accept_prob"
+            )
+    for message in messages:
+        warnings.warn(message, ConvergenceWarning, stacklevel=3)
+    return messages
+
+
+def posterior_predictive(
+    model: Callable, idata, *args, backend: str = "numpyro", seed: int = 0, **kwargs
+):
+    """Draw the observed sites of ``model(*args, **kwargs)`` at every posterior draw in
+    ``idata`` and return ``idata`` with a (new) ``posterior_predictive`` group.
+
+    Pass new inputs (for example test covariates, with the observations left ``None``) to
+    predict for them.
+    """
+    from .backend import as_backend_args
+
+    bargs, bkwargs = as_backend_args(args, kwargs, backend)
+    sites, _ = model_sites(model, bargs, bkwargs, backend, seed)
+    post = idata.posterior
+    chains, num = post.sizes["chain"], post.sizes["draw"]
+    latent = [n for n, s in sites.items() if s.kind == "latent" and n in post]
+    if not latent:
+        raise ConfigError("the posterior holds none of the model's latent sites")
+    # Sites the posterior does not hold (observations left None) are what is predicted.
+    predict = [
+        n
+        for n, s in sites.items()
+        if s.kind == "observed" or (s.kind == "latent" and n not in post)
+    ]
+    flat = {n: post[n].values.reshape((chains * num,) + post[n].shape[2:]) for n in latent}
+    _, _, ppc = pointwise(model, flat, bargs, bkwargs, sites, backend, seed=seed, predict=predict)
+    ppc = {k: v.reshape((chains, num) + v.shape[1:]) for k, v in ppc.items()}
+    new = build_inference_data(ppc, sites)
+    if "posterior_predictive" in idata.groups():
+        del idata.posterior_predictive
+    idata.add_groups({"posterior_predictive": new.posterior})
+    return idata
