@@ -1,4 +1,4 @@
-"""The ``ppdgm`` command: train, sample, evaluate, list."""
+"""The ``ppdgm`` command: train, sample, evaluate, infer, list."""
 
 from __future__ import annotations
 
@@ -128,6 +128,36 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--iwae-k", type=_positive(int), default=None, help="default: the run's own")
     e.add_argument("--device", default="auto")
 
+    i = sub.add_parser(
+        "infer",
+        help="posterior of a model of yours (FILE.py:FUNCTION) given a CSV of data",
+        description="Map the CSV's columns to the model's arguments by name, sample the "
+        "posterior (NUTS/HMC) or fit a guide (SVI), print the summary, and write "
+        "posterior.nc, summary.csv, trace.png, rank.png and ppc.png.",
+    )
+    i.add_argument("model", help="FILE.py:FUNCTION, a model written with pyroapi's names")
+    i.add_argument("--data", default=None, help="CSV with a header; columns = model arguments")
+    i.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a scalar argument of the model (repeatable), e.g. --arg num_components=3",
+    )
+    i.add_argument("--method", default="nuts", choices=["nuts", "hmc", "svi"])
+    i.add_argument("--backend", default="numpyro", choices=["numpyro", "pyro"])
+    i.add_argument("--chains", type=_positive(int), default=4)
+    i.add_argument("--warmup", type=_positive(int), default=1000)
+    i.add_argument("--samples", type=_positive(int), default=1000, help="draws per chain")
+    i.add_argument("--target-accept", type=_positive(float), default=None)
+    i.add_argument("--guide", default="normal", choices=["normal", "multivariate_normal", "iaf"])
+    i.add_argument("--steps", type=_positive(int), default=2000, help="SVI steps")
+    i.add_argument("--lr", type=_positive(float), default=0.01, help="SVI learning rate")
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--out", default=None, help="output folder (default runs/FUNCTION)")
+    i.add_argument("--overwrite", action="store_true", help="replace existing results in --out")
+    i.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     sub.add_parser("list", help="models and datasets available")
     return p
 
@@ -135,9 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": _train, "sample": _sample, "evaluate": _evaluate, "list": _list}[
-            args.command
-        ](args)
+        return {
+            "train": _train,
+            "sample": _sample,
+            "evaluate": _evaluate,
+            "infer": _infer,
+            "list": _list,
+        }[args.command](args)
     except PpdgmError as e:
         print(f"ppdgm: error: {e}", file=sys.stderr)
         return 1
@@ -404,6 +438,145 @@ def _evaluate(args) -> int:
             else f"{key}: {metrics[key]}"
         )
     return 0
+
+
+INFER_FILES = ("posterior.nc", "summary.csv", "trace.png", "rank.png", "ppc.png")
+
+
+def _scalar_args(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise ConfigError(f"--arg {item!r}: expected NAME=VALUE")
+        for kind in (int, float):
+            try:
+                out[name] = kind(text)
+                break
+            except ValueError:
+                continue
+        else:
+            raise ConfigError(f"--arg {item!r}: {text!r} is not a number")
+    return out
+
+
+def _infer(args) -> int:
+    import os
+
+    from .inference.user import bind_columns, load_function
+
+    fn = load_function(args.model)
+    extra = _scalar_args(args.arg)
+    columns = {}
+    if args.data is not None:
+        from .data.files import read_csv_columns
+
+        path = Path(args.data)
+        if not path.is_file():
+            raise DataError(f"data file {path} does not exist")
+        columns = read_csv_columns(path)
+    kwargs = bind_columns(fn, columns, args.data or "(no --data)", extra)
+    out = Path(args.out) if args.out else Path("runs") / fn.__name__
+    existing = [name for name in INFER_FILES if (out / name).exists()]
+    if existing and not args.overwrite:
+        raise ConfigError(f"{out}: already holds results ({', '.join(existing)}); use --overwrite")
+    if args.method != "svi" and args.backend == "numpyro" and "jax" not in sys.modules:
+        # one CPU device per chain so that NumPyro runs the chains in parallel; this must
+        # happen before JAX starts
+        import numpyro
+
+        numpyro.set_host_device_count(max(1, min(args.chains, os.cpu_count() or 1)))
+    import warnings
+
+    from . import inference
+    from .errors import ConvergenceWarning
+
+    progress = not args.no_progress
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        if args.method == "svi":
+            idata = inference.svi(
+                fn,
+                guide=args.guide,
+                backend=args.backend,
+                num_steps=args.steps,
+                learning_rate=args.lr,
+                num_samples=args.samples,
+                seed=args.seed,
+                progress_bar=progress,
+                **kwargs,
+            )
+        else:
+            kernel_kwargs = {}
+            if args.target_accept is not None:
+                if not args.target_accept < 1:
+                    raise ConfigError("--target-accept must be below 1")
+                kernel_kwargs["target_accept_prob"] = args.target_accept
+            idata = inference.mcmc(
+                fn,
+                kernel=args.method,
+                backend=args.backend,
+                num_warmup=args.warmup,
+                num_samples=args.samples,
+                num_chains=args.chains,
+                seed=args.seed,
+                kernel_kwargs=kernel_kwargs,
+                progress_bar=progress,
+                **kwargs,
+            )
+    seconds = time.perf_counter() - start
+    _write_infer_outputs(idata, out, args.seed)
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summary = az.summary(idata, kind="all" if args.method != "svi" else "stats")
+    print(summary.to_string())
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    print(
+        f"{args.method} on {args.backend} took {seconds:.1f} s; wrote {', '.join(INFER_FILES)} to {out}"
+    )
+    return 0
+
+
+def _write_infer_outputs(idata, out: Path, seed: int) -> None:
+    import os
+    import tempfile
+    import warnings
+
+    import arviz as az
+
+    from . import viz
+
+    out.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".posterior.nc.", suffix=".tmp")
+    os.close(fd)
+    try:
+        idata.to_netcdf(tmp)
+        os.replace(tmp, out / "posterior.nc")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summary = az.summary(idata)
+    with atomic_write(out / "summary.csv", "w") as fh:
+        summary.to_csv(fh)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        viz.plot_trace(idata, out / "trace.png")
+        viz.plot_rank(idata, out / "rank.png")
+        if "posterior_predictive" in idata.groups() and "observed_data" in idata.groups():
+            viz.plot_ppc(idata, out / "ppc.png", seed=seed)
+        else:
+            (out / "ppc.png").unlink(missing_ok=True)
+            print("no observed sites: ppc.png not written", file=sys.stderr)
 
 
 def _list(args) -> int:

@@ -15,10 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataFormatError
+from ..errors import DataFormatError, DataValueError
 from .dataset import validate_array, validate_labels
 
-__all__ = ["read_npy", "read_npz", "read_csv", "read_image_folder", "read_idx", "is_idx_path"]
+__all__ = [
+    "read_npy",
+    "read_npz",
+    "read_csv",
+    "read_csv_columns",
+    "read_image_folder",
+    "read_idx",
+    "is_idx_path",
+]
 
 LABEL_COLUMN_NAMES = ("label", "labels", "y", "target", "class")
 MAX_IMAGE_PIXELS = 4096 * 4096
@@ -109,15 +117,9 @@ def _is_number(s: str) -> bool:
         return False
 
 
-def read_csv(
-    path: Path, label_column: str | int | None = None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read numeric columns from a CSV file, one example per row.
-
-    A first row with any non-numeric cell is a header. The label column is ``label_column``
-    (a header name or a 0-based index), or else a header named one of
-    ``label, labels, y, target, class``; all other columns must be numeric.
-    """
+def _csv_rows(path: Path) -> tuple[list[str] | None, list[list[str]], int]:
+    """The header (None if the first row is all numbers), the non-blank data rows, and the
+    file line number of the first data row. Ragged rows are refused."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
@@ -140,6 +142,57 @@ def read_csv(
             raise DataFormatError(
                 f"{path}: row {i + first_line} has {len(r)} columns, expected {width} (ragged rows)"
             )
+    return header, rows, first_line
+
+
+def read_csv_columns(path: Path) -> dict[str, np.ndarray]:
+    """Read a CSV file with a header into one array per named column.
+
+    A column whose cells are all integers becomes an int64 array, otherwise float64.
+
+    Raises:
+        DataFormatError: no header, a duplicate or empty column name, ragged rows.
+        DataValueError: an empty cell, a non-numeric cell, NaN or infinity; the message
+            names the column and the row (the file's line number).
+    """
+    header, rows, first_line = _csv_rows(path)
+    if header is None:
+        raise DataFormatError(f"{path}: needs a header row naming the columns")
+    for j, name in enumerate(header):
+        if not name:
+            raise DataFormatError(f"{path}: column {j} has an empty name in the header")
+        if header.index(name) != j:
+            raise DataFormatError(f"{path}: column name {name!r} appears twice in the header")
+    columns = {}
+    for j, name in enumerate(header):
+        cells = [r[j].strip() for r in rows]
+        values = np.empty(len(cells), dtype=np.float64)
+        for i, c in enumerate(cells):
+            where = f"{path}: row {i + first_line}, column {name!r}"
+            if not c:
+                raise DataValueError(f"{where}: empty cell (missing value)")
+            try:
+                values[i] = float(c)
+            except ValueError:
+                raise DataValueError(f"{where}: {c!r} is not a number") from None
+            if not np.isfinite(values[i]):
+                raise DataValueError(f"{where}: {c!r} is not a finite number")
+        is_int = all(c.lstrip("+-").isdigit() for c in cells)
+        columns[name] = values.astype(np.int64) if is_int else values
+    return columns
+
+
+def read_csv(
+    path: Path, label_column: str | int | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read numeric columns from a CSV file, one example per row.
+
+    A first row with any non-numeric cell is a header. The label column is ``label_column``
+    (a header name or a 0-based index), or else a header named one of
+    ``label, labels, y, target, class``; all other columns must be numeric.
+    """
+    header, rows, first_line = _csv_rows(path)
+    width = len(header) if header is not None else len(rows[0])
     label_idx = None
     if label_column is not None:
         if isinstance(label_column, int) or str(label_column).isdigit():

@@ -38,6 +38,25 @@ _NUMPYRO_FIELDS = (
 )
 
 
+def init_strategy(values: Mapping[str, np.ndarray], backend: str):
+    """The backend's ``init_to_value`` strategy for the given starting values."""
+    if backend == "numpyro":
+        import jax.numpy as jnp
+        from numpyro.infer import init_to_value
+
+        return init_to_value(values={k: jnp.asarray(v) for k, v in values.items()})
+    import torch
+    from pyro.infer.autoguide.initialization import init_to_value
+
+    dtype = torch.get_default_dtype()
+    return init_to_value(
+        values={
+            k: torch.as_tensor(v, dtype=dtype if v.dtype.kind == "f" else None)
+            for k, v in values.items()
+        }
+    )
+
+
 def _positional_names(model: Callable) -> list[str]:
     try:
         params = inspect.signature(model).parameters.values()
@@ -74,7 +93,11 @@ class MCMC:
         num_samples: draws kept per chain.
         num_chains: independent chains.
         kernel_kwargs: passed to the backend's kernel (``target_accept_prob``,
-            ``max_tree_depth``, ``init_strategy``, ``jit_compile`` for Pyro, ...).
+            ``max_tree_depth``, ``jit_compile`` for Pyro, ...).
+        init_values: starting values of latent sites by name (NumPy arrays); the other
+            sites start as the backend's default (uniform in [-2, 2] unconstrained).
+            Multimodal posteriors (mixtures) need a sensible start; see
+            :func:`ppdgm.models.classical.mixture_init`.
         chain_method: NumPyro only: "parallel", "sequential" or "vectorized"; by default
             parallel when JAX has a device per chain, else sequential.
         progress_bar: show progress bars during warmup and sampling.
@@ -92,6 +115,7 @@ class MCMC:
         num_samples: int = 1000,
         num_chains: int = 4,
         kernel_kwargs: Mapping[str, Any] | None = None,
+        init_values: Mapping[str, Any] | None = None,
         chain_method: str | None = None,
         progress_bar: bool = True,
         posterior_predictive: bool = True,
@@ -120,6 +144,7 @@ class MCMC:
         self.num_samples = int(num_samples)
         self.num_chains = int(num_chains)
         self.kernel_kwargs = dict(kernel_kwargs or {})
+        self.init_values = {k: np.asarray(v) for k, v in (init_values or {}).items()}
         self.chain_method = chain_method
         self.progress_bar = progress_bar
         self.posterior_predictive = posterior_predictive
@@ -192,8 +217,11 @@ class MCMC:
                     "parallel" if jax.local_device_count() >= self.num_chains else "sequential"
                 )
                 cls = NUTS if self.kernel == "nuts" else HMC
+                kernel_kwargs = dict(self.kernel_kwargs)
+                if self.init_values:
+                    kernel_kwargs["init_strategy"] = init_strategy(self.init_values, "numpyro")
                 self._sampler = MCMC(
-                    cls(self.model, **self.kernel_kwargs),
+                    cls(self.model, **kernel_kwargs),
                     num_warmup=self.num_warmup,
                     num_samples=self.num_samples,
                     num_chains=self.num_chains,
@@ -226,6 +254,8 @@ class MCMC:
 
         cls = NUTS if self.kernel == "nuts" else HMC
         kernel_kwargs = {"ignore_jit_warnings": True, **self.kernel_kwargs}
+        if self.init_values:
+            kernel_kwargs["init_strategy"] = init_strategy(self.init_values, "pyro")
         per_chain, stats = [], []
         with use_backend("pyro"):
             for chain in range(self.num_chains):
@@ -288,6 +318,7 @@ def mcmc(
     num_chains: int = 4,
     seed: int = 0,
     kernel_kwargs: Mapping[str, Any] | None = None,
+    init_values: Mapping[str, Any] | None = None,
     chain_method: str | None = None,
     progress_bar: bool = True,
     posterior_predictive: bool = True,
@@ -326,6 +357,7 @@ def mcmc(
         num_samples=num_samples,
         num_chains=num_chains,
         kernel_kwargs=kernel_kwargs,
+        init_values=init_values,
         chain_method=chain_method,
         progress_bar=progress_bar,
         posterior_predictive=posterior_predictive,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from . import classical
 from .likelihoods import LIKELIHOODS, Likelihood, make_likelihood
 from .vae import ConditionalVAEModel, M2Model, VAEModel
 
 __all__ = [
+    "classical",
     "VAEModel",
     "ConditionalVAEModel",
     "M2Model",

@@ -26,6 +26,9 @@ __all__ = [
     "save_figure",
     "to_images",
     "matrix_plot",
+    "plot_trace",
+    "plot_rank",
+    "plot_ppc",
 ]
 
 
@@ -210,4 +213,65 @@ def plot_curves(
     ax.set_ylabel(ylabel)
     ax.legend()
     ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+# ---------------------------------------------------------------- ArviZ diagnostics
+
+_MAX_PANELS = 12
+
+
+def _posterior_vars(idata, var_names):
+    if var_names is not None:
+        return list(var_names)
+    names = list(idata.posterior.data_vars)
+    # a long list of per-observation variables would make an unreadable figure: keep the
+    # first variables in the model's order
+    return names[:_MAX_PANELS]
+
+
+def _figure_of(axes):
+    axes = np.asarray(axes)
+    return axes.ravel()[0].figure
+
+
+def plot_trace(idata, path: str | Path | None = None, var_names=None):
+    """ArviZ trace plot (density per chain and the draws over time) of the posterior."""
+    import arviz as az
+
+    with az.rc_context({"plot.max_subplots": 4 * _MAX_PANELS}):
+        axes = az.plot_trace(idata, var_names=_posterior_vars(idata, var_names), compact=True)
+    fig = _figure_of(axes)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_rank(idata, path: str | Path | None = None, var_names=None):
+    """ArviZ rank plot: per-chain histograms of draw ranks, flat when the chains mix."""
+    import arviz as az
+
+    names = _posterior_vars(idata, var_names)
+    # one panel per scalar coordinate; keep at most _MAX_PANELS of them
+    coords, count = [], 0
+    for name in names:
+        size = int(np.prod(idata.posterior[name].shape[2:], dtype=int))
+        if count + size > _MAX_PANELS and coords:
+            break
+        coords.append(name)
+        count += size
+    with az.rc_context({"plot.max_subplots": 4 * _MAX_PANELS}):
+        axes = az.plot_rank(idata, var_names=coords)
+    fig = _figure_of(axes)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_ppc(idata, path: str | Path | None = None, num_pp_samples: int = 100, seed: int = 0):
+    """Posterior predictive check: the observed data's density against replicated draws."""
+    import arviz as az
+
+    with az.rc_context({"plot.max_subplots": 4 * _MAX_PANELS}):
+        axes = az.plot_ppc(idata, num_pp_samples=num_pp_samples, random_seed=seed)
+    fig = _figure_of(axes)
+    fig.tight_layout()
     return save_figure(fig, path)

@@ -1,0 +1,102 @@
+"""Loading a user's model function from a file and binding data columns to its arguments."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, DataFormatError
+
+__all__ = ["load_function", "bind_columns"]
+
+
+def load_function(spec: str) -> Callable:
+    """Import ``"path/to/file.py:function"`` and return the function.
+
+    The file is run as a module (it is the user's own code, as with ``python file.py``).
+
+    Raises:
+        ConfigError: a malformed spec, a missing file, or no such callable in it.
+    """
+    path_text, sep, name = spec.rpartition(":")
+    if not sep or not path_text or not name:
+        raise ConfigError(
+            f"model {spec!r}: expected FILE.py:FUNCTION, e.g. my_model.py:eight_schools"
+        )
+    path = Path(path_text)
+    if not path.is_file():
+        raise ConfigError(f"model file {path} does not exist")
+    if path.suffix != ".py":
+        raise ConfigError(f"model file {path} is not a .py file")
+    module_name = f"ppdgm_user_model_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[module_name]
+        raise ConfigError(f"model file {path} failed to import: {type(e).__name__}: {e}") from e
+    fn = getattr(module, name, None)
+    if fn is None:
+        found = sorted(
+            k for k, v in vars(module).items() if inspect.isfunction(v) and not k.startswith("_")
+        )
+        raise ConfigError(
+            f"model file {path} has no function {name!r} (functions: {', '.join(found) or 'none'})"
+        )
+    if not callable(fn):
+        raise ConfigError(f"{path}:{name} is not callable")
+    return fn
+
+
+def _signature_text(fn: Callable, params) -> str:
+    parts = [p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params]
+    return f"{fn.__name__}({', '.join(parts)})"
+
+
+def bind_columns(
+    fn: Callable,
+    columns: Mapping[str, np.ndarray],
+    source: str,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Match data columns (and ``extra`` scalar arguments) to ``fn``'s parameters by name.
+
+    Returns:
+        keyword arguments for ``fn``.
+
+    Raises:
+        DataFormatError: a column that names no parameter, or a required parameter with
+            neither a column nor an ``extra`` value.
+    """
+    extra = dict(extra or {})
+    params = list(inspect.signature(fn).parameters.values())
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    names = {p.name for p in named}
+    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params)
+    sig = _signature_text(fn, named)
+    for key in list(columns) + list(extra):
+        if key not in names and not takes_kwargs:
+            what = "column" if key in columns else "argument"
+            raise DataFormatError(f"{source}: {what} {key!r} matches no argument of {sig}")
+    both = sorted(set(columns) & set(extra))
+    if both:
+        raise DataFormatError(f"{source}: {both} given both as a column and with --arg")
+    missing = [
+        p.name
+        for p in named
+        if p.default is p.empty and p.name not in columns and p.name not in extra
+    ]
+    if missing:
+        raise DataFormatError(
+            f"{source}: no column for the argument{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(m) for m in missing)} of {sig}"
+        )
+    return {**columns, **extra}

@@ -1,0 +1,304 @@
+"""The classical latent-variable models: the same log density on both backends, exact
+references for the helpers, and parameter recovery from data simulated from each model."""
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import ppdgm.inference as inf
+from ppdgm.errors import ConvergenceWarning
+from ppdgm.models import classical
+
+
+def _mcmc(model, *args, **kwargs):
+    opts = dict(num_warmup=300, num_samples=300, num_chains=1, seed=0, progress_bar=False)
+    opts.update(kwargs.pop("opts", {}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return inf.mcmc(model, *args, **opts, **kwargs)
+
+
+def _mean(idata, name):
+    return idata.posterior[name].values.reshape((-1,) + idata.posterior[name].shape[2:]).mean(0)
+
+
+# ---------------------------------------------------------------- both backends
+
+
+def _log_joint(model, args, kwargs, values, backend):
+    from ppdgm.inference.backend import as_backend_args, use_backend
+
+    bargs, bkwargs = as_backend_args(args, kwargs, backend)
+    with use_backend(backend):
+        if backend == "numpyro":
+            import jax.numpy as jnp
+            from numpyro.infer.util import log_density
+
+            params = {k: jnp.asarray(v) for k, v in values.items()}
+            return float(log_density(model, bargs, bkwargs, params)[0])
+        import pyro.poutine as poutine
+        import torch
+
+        data = {k: torch.as_tensor(np.array(v)) for k, v in values.items()}
+        tr = poutine.trace(poutine.condition(model, data=data)).get_trace(*bargs, **bkwargs)
+        return float(tr.log_prob_sum())
+
+
+def _prior_draw(model, args, kwargs):
+    from numpyro import handlers
+
+    from ppdgm.inference.backend import as_backend_args, use_backend
+
+    bargs, bkwargs = as_backend_args(args, kwargs, "numpyro")
+    import jax
+
+    with use_backend("numpyro"):
+        tr = handlers.trace(handlers.seed(model, jax.random.PRNGKey(3))).get_trace(
+            *bargs, **bkwargs
+        )
+    return {
+        k: np.asarray(s["value"])
+        for k, s in tr.items()
+        if s["type"] == "sample" and not s["is_observed"]
+    }
+
+
+def _cases():
+    rng = np.random.default_rng(0)
+    x2 = rng.normal(size=(12, 2))
+    x4 = rng.normal(size=(15, 4))
+    return {
+        "gaussian_mixture": (classical.gaussian_mixture, (x2,), {"num_components": 3}),
+        "ppca": (classical.ppca, (x4,), {"latent_dim": 2}),
+        "factor_analysis": (classical.factor_analysis, (x4,), {"latent_dim": 2}),
+        "hmm": (classical.hmm, (rng.normal(size=9),), {"num_states": 3}),
+        "linear_regression": (classical.linear_regression, (x2, rng.normal(size=12)), {}),
+        "logistic_regression": (
+            classical.logistic_regression,
+            (x2, (rng.random(12) < 0.5).astype(float)),
+            {},
+        ),
+        "hierarchical_normal": (
+            classical.hierarchical_normal,
+            (np.arange(10) % 3, rng.normal(size=10)),
+            {"num_groups": 3},
+        ),
+        "eight_schools": (classical.eight_schools, (np.full(8, 10.0), rng.normal(size=8)), {}),
+        "lda": (
+            classical.lda,
+            (rng.integers(0, 6, size=(4, 5)), rng.random((4, 5)) < 0.8),
+            # moderate concentrations: torch clamps probabilities below float32 eps
+            {
+                "num_topics": 2,
+                "vocab_size": 6,
+                "word_concentration": 2.0,
+                "topic_concentration": 2.0,
+            },
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(_cases()))
+def test_same_log_density_on_both_backends(name):
+    model, args, kwargs = _cases()[name]
+    values = _prior_draw(model, args, kwargs)
+    a = _log_joint(model, args, kwargs, values, "numpyro")
+    b = _log_joint(model, args, kwargs, values, "pyro")
+    assert np.isfinite(a) and abs(a - b) < 1e-3 * max(1.0, abs(a)), (a, b)
+
+
+# ---------------------------------------------------------------- exact references
+
+
+def _hmm_params():
+    init = np.array([0.6, 0.3, 0.1])
+    trans = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]])
+    locs = np.array([-1.0, 0.5, 2.0])
+    return init, trans, locs, 0.8
+
+
+def _enumerate_paths(y, init, trans, locs, scale):
+    k = len(init)
+    out = {}
+    for path in itertools.product(range(k), repeat=len(y)):
+        lp = np.log(init[path[0]]) + sum(
+            np.log(trans[a, b]) for a, b in zip(path[:-1], path[1:], strict=True)
+        )
+        lp += stats.norm(locs[list(path)], scale).logpdf(y).sum()
+        out[path] = lp
+    return out
+
+
+def test_hmm_forward_viterbi_and_marginals_match_enumeration():
+    import jax.numpy as jnp
+    import torch
+    from scipy.special import logsumexp
+
+    y = np.array([-1.2, 0.3, 2.5, 1.9, -0.4])
+    init, trans, locs, scale = _hmm_params()
+    paths = _enumerate_paths(y, init, trans, locs, scale)
+    exact = logsumexp(list(paths.values()))
+    log_emit = stats.norm(locs[None], scale).logpdf(y[:, None])
+    args = (np.log(init), np.log(trans), log_emit)
+    got_torch = classical.hmm_log_likelihood(*(torch.as_tensor(a) for a in args))
+    got_jax = classical.hmm_log_likelihood(*(jnp.asarray(a, dtype=jnp.float32) for a in args))
+    assert abs(float(got_torch) - exact) < 1e-8
+    assert abs(float(got_jax) - exact) < 1e-4
+    best = max(paths, key=paths.get)
+    np.testing.assert_array_equal(classical.viterbi(y, init, trans, locs, scale), best)
+    marg = np.zeros((len(y), 3))
+    for path, lp in paths.items():
+        marg[np.arange(len(y)), list(path)] += np.exp(lp - exact)
+    np.testing.assert_allclose(
+        classical.hmm_posterior_marginals(y, init, trans, locs, scale), marg, atol=1e-10
+    )
+
+
+def test_ppca_ml_matches_sklearn_probabilistic_pca():
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 2)) @ rng.normal(size=(2, 5)) + 0.3 * rng.normal(size=(200, 5))
+    ml = classical.ppca_ml(x, 2)
+    pca = PCA(n_components=2).fit(x)
+    n = len(x)
+    # scikit-learn estimates the covariance with n - 1 in the denominator
+    np.testing.assert_allclose(ml["covariance"] * n / (n - 1), pca.get_covariance(), atol=1e-10)
+    np.testing.assert_allclose(ml["sigma"] ** 2 * n / (n - 1), pca.noise_variance_, rtol=1e-10)
+
+
+def test_mixture_responsibilities_match_bayes_rule():
+    x = np.array([[0.0, 0.0], [3.0, 1.0]])
+    w, locs, scales = np.array([0.3, 0.7]), np.array([[0.0, 0.0], [3.0, 0.0]]), np.ones((2, 2))
+    dens = np.stack([w[k] * stats.norm(locs[k], scales[k]).pdf(x).prod(-1) for k in range(2)], 1)
+    np.testing.assert_allclose(
+        classical.mixture_responsibilities(x, w, locs, scales),
+        dens / dens.sum(1, keepdims=True),
+        rtol=1e-10,
+    )
+
+
+# ---------------------------------------------------------------- recovery
+
+
+def test_gaussian_mixture_recovers_components_and_labels():
+    rng = np.random.default_rng(2)
+    locs = np.array([[-4.0, 0.0], [0.0, 3.0], [4.0, -1.0]])
+    scales = np.array([[0.6, 0.8], [0.5, 0.5], [0.9, 0.4]])
+    weights = np.array([0.5, 0.3, 0.2])
+    z = rng.choice(3, size=300, p=weights)
+    x = locs[z] + scales[z] * rng.normal(size=(300, 2))
+    init = classical.mixture_init(x, 3)
+    idata = _mcmc(classical.gaussian_mixture, x, num_components=3, opts={"init_values": init})
+    np.testing.assert_allclose(_mean(idata, "locs"), locs, atol=0.25)
+    np.testing.assert_allclose(_mean(idata, "scales"), scales, atol=0.15)
+    np.testing.assert_allclose(_mean(idata, "weights"), weights, atol=0.06)
+    post = idata.posterior
+    resp = classical.mixture_responsibilities(
+        x,
+        post["weights"].values[0],
+        post["locs"].values[0],
+        post["scales"].values[0],
+    )
+    assert (resp.argmax(1) == z).mean() > 0.97
+
+
+def test_hmm_recovers_parameters_and_state_path():
+    rng = np.random.default_rng(3)
+    trans = np.array([[0.92, 0.08], [0.1, 0.9]])
+    locs, scale = np.array([-1.5, 1.5]), 0.7
+    states = [0]
+    for _ in range(299):
+        states.append(rng.choice(2, p=trans[states[-1]]))
+    states = np.array(states)
+    y = locs[states] + scale * rng.normal(size=300)
+    idata = _mcmc(classical.hmm, y, num_states=2)
+    np.testing.assert_allclose(_mean(idata, "locs"), locs, atol=0.2)
+    np.testing.assert_allclose(_mean(idata, "trans"), trans, atol=0.06)
+    assert abs(_mean(idata, "scale") - scale) < 0.08
+    params = [_mean(idata, n) for n in ("init", "trans", "locs", "scale")]
+    assert (classical.viterbi(y, *params) == states).mean() > 0.93
+    marg = classical.hmm_posterior_marginals(y, *params)
+    assert (marg.argmax(1) == states).mean() > 0.93
+
+
+def test_ppca_recovers_covariance_and_agrees_with_closed_form():
+    rng = np.random.default_rng(4)
+    w_true = rng.normal(size=(5, 2))
+    sigma = 0.5
+    x = rng.normal(size=(500, 2)) @ w_true.T + 1.0 + sigma * rng.normal(size=(500, 5))
+    idata = _mcmc(classical.ppca, x, latent_dim=2)
+    w = idata.posterior["W"].values[0]
+    s = idata.posterior["sigma"].values[0]
+    cov = (np.einsum("sdl,sel->sde", w, w) + (s**2)[:, None, None] * np.eye(5)).mean(0)
+    true_cov = w_true @ w_true.T + sigma**2 * np.eye(5)
+    ml = classical.ppca_ml(x, 2)
+    scale = np.abs(true_cov).max()
+    assert np.abs(cov - true_cov).max() < 0.15 * scale
+    assert np.abs(cov - ml["covariance"]).max() < 0.05 * scale
+    assert abs(s.mean() - sigma) < 0.05
+    np.testing.assert_allclose(_mean(idata, "loc"), x.mean(0), atol=0.05)
+
+
+def test_linear_regression_with_known_noise_matches_conjugate_posterior():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40, 2))
+    y = x @ np.array([0.7, -1.2]) + 0.4 + 0.5 * rng.normal(size=40)
+    idata = _mcmc(classical.linear_regression, x, y, noise=0.5, opts={"num_samples": 1000})
+    design = np.column_stack([x, np.ones(40)])
+    prior_prec = np.diag([1.0, 1.0, 1 / 100.0])
+    cov = np.linalg.inv(prior_prec + design.T @ design / 0.25)
+    mean = cov @ design.T @ y / 0.25
+    draws = np.column_stack(
+        [idata.posterior["w"].values.reshape(-1, 2), idata.posterior["b"].values.ravel()]
+    )
+    se = np.sqrt(np.diag(cov) / 400)  # at least 400 effective draws
+    assert (np.abs(draws.mean(0) - mean) < 4 * se).all(), (draws.mean(0), mean)
+    np.testing.assert_allclose(np.cov(draws.T), cov, atol=0.25 * np.abs(cov).max())
+
+
+def test_logistic_regression_and_hierarchical_fit_sensibly():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(200, 3))
+    y = (rng.random(200) < 1 / (1 + np.exp(-(x @ np.array([2.0, -1.0, 0.0]))))).astype(float)
+    idata = _mcmc(classical.logistic_regression, x, y)
+    w = _mean(idata, "w")
+    assert w[0] > 1.0 and w[1] < -0.4 and abs(w[2]) < 0.5
+    # partial pooling: each group's posterior mean lies between its raw mean and the grand mean
+    group = np.repeat(np.arange(4), [3, 5, 8, 20])
+    y = rng.normal(np.array([-2.0, 0.0, 1.0, 3.0])[group], 1.0)
+    idata = _mcmc(classical.hierarchical_normal, group, y, num_groups=4)
+    theta = _mean(idata, "theta")
+    raw = np.array([y[group == g].mean() for g in range(4)])
+    grand = _mean(idata, "mu")
+    assert theta.shape == (4,)
+    assert (np.abs(theta - grand) <= np.abs(raw - grand) + 0.05).all()
+
+
+def test_lda_by_svi_recovers_topics():
+    rng = np.random.default_rng(7)
+    k, v, docs, length = 3, 12, 80, 40
+    topics = np.zeros((k, v))
+    for t in range(k):
+        topics[t, 4 * t : 4 * t + 4] = 0.25  # disjoint vocabularies
+    theta = rng.dirichlet(0.3 * np.ones(k), size=docs)
+    words = np.stack([rng.choice(v, size=length, p=theta[d] @ topics) for d in range(docs)])
+    idata = inf.svi(
+        classical.lda,
+        words,
+        num_topics=k,
+        vocab_size=v,
+        num_steps=3000,
+        learning_rate=0.05,
+        num_samples=200,
+        seed=0,
+        progress_bar=False,
+    )
+    est = _mean(idata, "topics")
+    # match each true topic to its closest estimate: total variation distance
+    tv = 0.5 * np.abs(topics[:, None, :] - est[None, :, :]).sum(-1)
+    assert sorted(tv.argmin(1).tolist()) == [0, 1, 2]
+    assert tv.min(1).max() < 0.2, tv
