@@ -462,8 +462,6 @@ def _scalar_args(items: list[str]) -> dict[str, Any]:
 
 
 def _infer(args) -> int:
-    import os
-
     from .inference.user import bind_columns, load_function
 
     fn = load_function(args.model)
@@ -482,11 +480,11 @@ def _infer(args) -> int:
     if existing and not args.overwrite:
         raise ConfigError(f"{out}: already holds results ({', '.join(existing)}); use --overwrite")
     if args.method != "svi" and args.backend == "numpyro" and "jax" not in sys.modules:
-        # one CPU device per chain so that NumPyro runs the chains in parallel; this must
-        # happen before JAX starts
+        # one (virtual) CPU device per chain so that NumPyro runs the chains in parallel on
+        # the cores there are; this must happen before JAX starts
         import numpyro
 
-        numpyro.set_host_device_count(max(1, min(args.chains, os.cpu_count() or 1)))
+        numpyro.set_host_device_count(min(args.chains, 32))
     import warnings
 
     from . import inference

@@ -229,7 +229,7 @@ def test_ppca_recovers_covariance_and_agrees_with_closed_form():
     rng = np.random.default_rng(4)
     w_true = rng.normal(size=(5, 2))
     sigma = 0.5
-    x = rng.normal(size=(500, 2)) @ w_true.T + 1.0 + sigma * rng.normal(size=(500, 5))
+    x = rng.normal(size=(250, 2)) @ w_true.T + 1.0 + sigma * rng.normal(size=(250, 5))
     idata = _mcmc(classical.ppca, x, latent_dim=2)
     w = idata.posterior["W"].values[0]
     s = idata.posterior["sigma"].values[0]
@@ -291,8 +291,8 @@ def test_lda_by_svi_recovers_topics():
         words,
         num_topics=k,
         vocab_size=v,
-        num_steps=3000,
-        learning_rate=0.05,
+        num_steps=1500,
+        learning_rate=0.1,
         num_samples=200,
         seed=0,
         progress_bar=False,

@@ -112,6 +112,9 @@ def test_beta_binomial_matches_analytic_posterior(backend):
         num_chains=2,
         seed=2,
         progress_bar=False,
+        kernel_kwargs={"jit_compile": True, "ignore_jit_warnings": True}
+        if backend == "pyro"
+        else None,
     )
     post = stats.beta(2.0 + k.sum(), 3.0 + trials.sum() - k.sum())
     _check_moments(idata.posterior["p"], post.mean(), post.var(), _ess(idata, "p"))
@@ -136,6 +139,10 @@ def schools_runs():
                 num_chains=2,
                 seed=3,
                 progress_bar=False,
+                # Pyro's compiled potential (torch.jit) halves its time
+                kernel_kwargs={"jit_compile": True, "ignore_jit_warnings": True}
+                if backend == "pyro"
+                else None,
             )
     return runs
 

@@ -404,8 +404,21 @@ def check_diagnostics(
                 "parameterization) or raise target_accept_prob"
             )
     for message in messages:
-        warnings.warn(message, ConvergenceWarning, stacklevel=3)
+        warnings.warn(message, ConvergenceWarning, stacklevel=_caller_stacklevel())
     return messages
+
+
+def _caller_stacklevel() -> int:
+    """The stack level of the first frame outside ppdgm, so that a warning points at the
+    user's call."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def posterior_predictive(

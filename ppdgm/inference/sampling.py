@@ -253,7 +253,7 @@ class MCMC:
         from pyro.infer.mcmc import HMC, MCMC, NUTS
 
         cls = NUTS if self.kernel == "nuts" else HMC
-        kernel_kwargs = {"ignore_jit_warnings": True, **self.kernel_kwargs}
+        kernel_kwargs = dict(self.kernel_kwargs)
         if self.init_values:
             kernel_kwargs["init_strategy"] = init_strategy(self.init_values, "pyro")
         per_chain, stats = [], []
