@@ -10,7 +10,8 @@ Reported per method: the minimum bulk ESS over all latent coordinates, the sampl
 in seconds excluding compilation, min bulk ESS per second, and the compilation time.
 For JAX the compilation time is the union of the intervals JAX reports for tracing,
 lowering and backend compilation during the call (``jax.monitoring`` events), subtracted
-from the wall time; PyMC reports its own sampling time. Pyro is not compiled.
+from the wall time; PyMC reports its own sampling time. Pyro is not compiled, except in the
+row ppdgm-pyro-jit (Pyro's ``jit_compile=True``, whose tracing time is inside its seconds).
 The ppdgm rows time the sampler only (``MCMC.timings_["sampling"]``); the building of the
 InferenceData (log-likelihood, posterior predictive) is printed separately.
 
@@ -95,9 +96,10 @@ def cancer_data():
     return (x,), {"y": y.astype(float)}
 
 
-def write_once_models():
-    from pyroapi import distributions as dist
-    from pyroapi import pyro
+def make_models(pyro, dist):
+    """The two models over a namespace of primitives (``sample``, ``plate``) and one of
+    distributions: with pyroapi's names they are write-once models; with numpyro or pyro
+    and their distributions they are plain NumPyro or plain Pyro programs."""
 
     def eight_schools(sigma, y=None):
         mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
@@ -113,52 +115,32 @@ def write_once_models():
             pyro.sample("y", dist.Bernoulli(logits=x @ w + b), obs=y)
 
     return {"eight_schools": eight_schools, "logistic": logistic}
+
+
+def write_once_models():
+    import pyroapi
+
+    return make_models(pyroapi.pyro, pyroapi.distributions)
 
 
 def numpyro_models():
     import numpyro
-    import numpyro.distributions as dist
+    import numpyro.distributions
 
-    def eight_schools(sigma, y=None):
-        mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
-        tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
-        with numpyro.plate("school", len(sigma)):
-            theta_raw = numpyro.sample("theta_raw", dist.Normal(0.0, 1.0))
-            numpyro.sample("y", dist.Normal(mu + tau * theta_raw, sigma), obs=y)
-
-    def logistic(x, y=None):
-        w = numpyro.sample("w", dist.Normal(0.0, 1.0).expand([x.shape[1]]).to_event(1))
-        b = numpyro.sample("b", dist.Normal(0.0, 5.0))
-        with numpyro.plate("data", x.shape[0]):
-            numpyro.sample("y", dist.Bernoulli(logits=x @ w + b), obs=y)
-
-    return {"eight_schools": eight_schools, "logistic": logistic}
+    return make_models(numpyro, numpyro.distributions)
 
 
 def pyro_models():
     import pyro
-    import pyro.distributions as dist
+    import pyro.distributions
 
-    def eight_schools(sigma, y=None):
-        mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
-        tau = pyro.sample("tau", dist.HalfCauchy(5.0))
-        with pyro.plate("school", len(sigma)):
-            theta_raw = pyro.sample("theta_raw", dist.Normal(0.0, 1.0))
-            pyro.sample("y", dist.Normal(mu + tau * theta_raw, sigma), obs=y)
-
-    def logistic(x, y=None):
-        w = pyro.sample("w", dist.Normal(0.0, 1.0).expand([x.shape[1]]).to_event(1))
-        b = pyro.sample("b", dist.Normal(0.0, 5.0))
-        with pyro.plate("data", x.shape[0]):
-            pyro.sample("y", dist.Bernoulli(logits=x @ w + b), obs=y)
-
-    return {"eight_schools": eight_schools, "logistic": logistic}
+    return make_models(pyro, pyro.distributions)
 
 
 # ---------------------------------------------------------------- methods
 
 
-def run_ppdgm(model, args, kwargs, backend, seed, warmup, samples):
+def run_ppdgm(model, args, kwargs, backend, seed, warmup, samples, kernel_kwargs=None):
     import ppdgm.inference as inf
 
     sampler = inf.MCMC(
@@ -169,6 +151,7 @@ def run_ppdgm(model, args, kwargs, backend, seed, warmup, samples):
         num_chains=1,
         progress_bar=False,
         warn=False,
+        kernel_kwargs=kernel_kwargs,
     )
     start = time.perf_counter()
     idata = sampler.run(*args, seed=seed, **kwargs)
@@ -298,6 +281,8 @@ def main() -> None:
         if not opts.skip_pyro:
             rows["pyro"] = [run_pyro(pym[name], args, kwargs, 0, w, s)]
             rows["ppdgm-pyro"] = [run_ppdgm(wo[name], args, kwargs, "pyro", 0, w, s)]
+            jit = {"jit_compile": True, "ignore_jit_warnings": True}
+            rows["ppdgm-pyro-jit"] = [run_ppdgm(wo[name], args, kwargs, "pyro", 0, w, s, jit)]
         if pymc_ok:
             rows["pymc"] = [run_pymc(name, args, kwargs, 0, w, s)]
         base = statistics.median(r["ess"] / r["seconds"] for r in rows["numpyro"])

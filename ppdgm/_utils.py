@@ -17,6 +17,7 @@ import torch
 from .errors import ConfigError
 
 __all__ = [
+    "check_int",
     "set_seed",
     "resolve_device",
     "atomic_write",
@@ -24,6 +25,15 @@ __all__ = [
     "get_rng_state",
     "set_rng_state",
 ]
+
+
+def check_int(name: str, value: Any, low: int = 1) -> int:
+    """Return ``value`` as an int if it is an integer (not a bool) >= ``low``, else raise
+    :class:`ConfigError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+    return int(value)
 
 
 def set_seed(seed: int) -> None:

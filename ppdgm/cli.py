@@ -525,12 +525,13 @@ def _infer(args) -> int:
                 **kwargs,
             )
     seconds = time.perf_counter() - start
-    _write_infer_outputs(idata, out, args.seed)
     import arviz as az
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # one chain of draws from a guide has no R-hat or ESS to report
         summary = az.summary(idata, kind="all" if args.method != "svi" else "stats")
+    written = _write_infer_outputs(idata, summary, out, args.seed)
     print(summary.to_string())
     for w in caught:
         if issubclass(w.category, ConvergenceWarning):
@@ -538,21 +539,23 @@ def _infer(args) -> int:
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     print(
-        f"{args.method} on {args.backend} took {seconds:.1f} s; wrote {', '.join(INFER_FILES)} to {out}"
+        f"{args.method} on {args.backend} took {seconds:.1f} s; wrote {', '.join(written)} to {out}"
     )
     return 0
 
 
-def _write_infer_outputs(idata, out: Path, seed: int) -> None:
+def _write_infer_outputs(idata, summary, out: Path, seed: int) -> list[str]:
+    """Write the result files, each atomically; results of an earlier run are removed
+    first, so that a failure part-way never leaves old and new files side by side."""
     import os
     import tempfile
     import warnings
 
-    import arviz as az
-
     from . import viz
 
     out.mkdir(parents=True, exist_ok=True)
+    for name in INFER_FILES:
+        (out / name).unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out, prefix=".posterior.nc.", suffix=".tmp")
     os.close(fd)
     try:
@@ -561,20 +564,19 @@ def _write_infer_outputs(idata, out: Path, seed: int) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        summary = az.summary(idata)
     with atomic_write(out / "summary.csv", "w") as fh:
         summary.to_csv(fh)
+    written = ["posterior.nc", "summary.csv", "trace.png", "rank.png"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         viz.plot_trace(idata, out / "trace.png")
         viz.plot_rank(idata, out / "rank.png")
         if "posterior_predictive" in idata.groups() and "observed_data" in idata.groups():
             viz.plot_ppc(idata, out / "ppc.png", seed=seed)
+            written.append("ppc.png")
         else:
-            (out / "ppc.png").unlink(missing_ok=True)
-            print("no observed sites: ppc.png not written", file=sys.stderr)
+            print("the model has no observed sites: no ppc.png", file=sys.stderr)
+    return written
 
 
 def _list(args) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._utils import resolve_device, set_seed
+from ._utils import check_int, resolve_device, set_seed
 from .data import check_likelihood_support, check_shape, validate_array
 from .errors import CheckpointError, ConfigError
 from .evaluation import elbo as elbo_per_example
@@ -114,8 +114,7 @@ class VAE:
         }
 
     def _check_params(self):
-        if not (isinstance(self.latent_dim, int) and self.latent_dim >= 1):
-            raise ConfigError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
+        check_int("latent_dim", self.latent_dim)
         if not self.hidden_dims or any(not isinstance(h, int) or h < 1 for h in self.hidden_dims):
             raise ConfigError(f"hidden_dims must be positive integers, got {self.hidden_dims!r}")
         if self.likelihood not in LIKELIHOODS:
@@ -224,8 +223,7 @@ class VAE:
             checkpoint_path, checkpoint_every, resume: see :meth:`ppdgm.train.Trainer.run`.
             extra_state: more plain values stored with each checkpoint.
         """
-        if not (isinstance(num_steps, int) and num_steps >= 1):
-            raise ConfigError(f"num_steps must be a positive integer, got {num_steps!r}")
+        check_int("num_steps", num_steps)
         x = self._tensor(X, "X", fitted=False)
         num_bins = self.num_bins
         if self.likelihood == "discretized_logistic" and num_bins is None:
@@ -323,8 +321,7 @@ class VAE:
         draw from the likelihood (e.g. pixel probabilities for a Bernoulli).
         """
         self._check_fitted()
-        if not (isinstance(num_samples, int | np.integer) and num_samples >= 1):
-            raise ConfigError(f"num_samples must be a positive integer, got {num_samples!r}")
+        check_int("num_samples", num_samples)
         with self._seeded(seed):
             z = self.model_.prior().sample((int(num_samples),))
             params = self.model_.decode_params(z)

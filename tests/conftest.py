@@ -1,4 +1,5 @@
 import os
+import signal
 
 import pyro
 import pytest
@@ -14,6 +15,19 @@ def _fresh_state():
     torch.manual_seed(0)
     yield
     pyro.clear_param_store()
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_untouched(request):
+    """A test must leave the process's SIGINT/SIGTERM handlers as it found them (a later
+    test of the trainer's interrupt handling depends on them)."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    after = {s: signal.getsignal(s) for s in before}
+    for s, handler in before.items():
+        signal.signal(s, handler)
+    changed = [s.name for s in before if after[s] is not before[s]]
+    assert not changed, f"{request.node.nodeid} left {changed} handlers changed: {after}"
 
 
 def pytest_collection_modifyitems(config, items):

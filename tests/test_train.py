@@ -205,6 +205,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 def test_interrupt_saves_the_last_complete_step(tmp_path):
     tr, model, guide = _trainer()
     calls = []
+    # whatever the disposition was (a background job starts with SIGINT ignored), the
+    # trainer must put it back
+    before = signal.getsignal(signal.SIGINT)
 
     def interrupt_at_step_8():
         calls.append(tr.step_count)
@@ -224,7 +227,7 @@ def test_interrupt_saves_the_last_complete_step(tmp_path):
         )
     state = load_checkpoint(tmp_path / "c.pt")
     assert state["step"] == 8
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 @pytest.mark.gpu

@@ -377,8 +377,9 @@ def check_diagnostics(
         ess = az.ess(post, method="bulk")
         rhat = az.rhat(post) if num_chains > 1 else None
     if rhat is not None:
-        worst = {k: float(np.nanmax(v.values)) for k, v in rhat.data_vars.items()}
-        bad = {k: v for k, v in worst.items() if not v <= rhat_threshold}
+        # constant variables (NaN diagnostics) are not flagged
+        worst = {k: _finite_extreme(v.values, max) for k, v in rhat.data_vars.items()}
+        bad = {k: v for k, v in worst.items() if v is not None and v > rhat_threshold}
         if bad:
             listed = ", ".join(f"{k} ({v:.3f})" for k, v in sorted(bad.items()))
             messages.append(
@@ -386,8 +387,8 @@ def check_diagnostics(
                 "warmup or more samples, or reparameterize"
             )
     floor = min_ess_per_chain * num_chains
-    worst_ess = {k: float(np.nanmin(v.values)) for k, v in ess.data_vars.items()}
-    low = {k: v for k, v in worst_ess.items() if not v >= floor}
+    worst_ess = {k: _finite_extreme(v.values, min) for k, v in ess.data_vars.items()}
+    low = {k: v for k, v in worst_ess.items() if v is not None and v < floor}
     if low:
         listed = ", ".join(f"{k} ({v:.0f})" for k, v in sorted(low.items()))
         messages.append(
@@ -406,6 +407,12 @@ def check_diagnostics(
     for message in messages:
         warnings.warn(message, ConvergenceWarning, stacklevel=_caller_stacklevel())
     return messages
+
+
+def _finite_extreme(values: np.ndarray, pick) -> float | None:
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return float(pick(finite)) if finite.size else None
 
 
 def _caller_stacklevel() -> int:

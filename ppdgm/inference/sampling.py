@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils import check_int
 from ..errors import ConfigError
 from .backend import as_backend_args, check_backend, use_backend
 from .posterior import (
@@ -126,13 +127,9 @@ class MCMC:
         if kernel not in KERNELS:
             raise ConfigError(f"unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
         check_backend(backend)
-        for name, value, low in (
-            ("num_warmup", num_warmup, 0),
-            ("num_samples", num_samples, 1),
-            ("num_chains", num_chains, 1),
-        ):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_int("num_warmup", num_warmup, low=0)
+        check_int("num_samples", num_samples)
+        check_int("num_chains", num_chains)
         if chain_method not in (None, "parallel", "sequential", "vectorized"):
             raise ConfigError(
                 f"unknown chain_method {chain_method!r}; expected parallel, sequential or vectorized"

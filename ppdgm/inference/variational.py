@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils import check_int
 from ..errors import ConfigError
 from .backend import as_backend_args, check_backend, use_backend
 from .posterior import build_inference_data, constant_arguments, model_sites, pointwise
@@ -87,8 +88,7 @@ class SVI:
             ("num_particles", num_particles),
             ("num_samples", num_samples),
         ):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            check_int(name, value)
         if not learning_rate > 0:
             raise ConfigError(f"learning_rate must be positive, got {learning_rate!r}")
         if not 0 < final_lr_fraction <= 1:
