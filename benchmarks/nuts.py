@@ -163,6 +163,7 @@ def run_ppdgm(model, args, kwargs, backend, seed, warmup, samples, kernel_kwargs
     )
     latent = {k: idata.posterior[k].values[0] for k in idata.posterior.data_vars}
     return {
+        "draws": latent,
         "ess": _min_ess(latent),
         "seconds": sampling - compile_s,
         "compile": compile_s,
@@ -184,8 +185,10 @@ def run_numpyro(model, args, kwargs, seed, warmup, samples):
     draws = jax.block_until_ready(mcmc.get_samples())
     end = time.perf_counter()
     compile_s = _compile_seconds(start, end)
+    draws = {k: np.asarray(v) for k, v in draws.items()}
     return {
-        "ess": _min_ess({k: np.asarray(v) for k, v in draws.items()}),
+        "draws": draws,
+        "ess": _min_ess(draws),
         "seconds": end - start - compile_s,
         "compile": compile_s,
         "total": end - start,
@@ -306,6 +309,14 @@ def main() -> None:
                 for a, b in zip(rows["ppdgm-numpyro"], rows["numpyro"], strict=True)
             ]
             print("ppdgm-numpyro / numpyro per repeat: " + ", ".join(f"{p:.2f}" for p in per))
+            same = all(
+                all(np.array_equal(a["draws"][k], b["draws"][k]) for k in b["draws"])
+                for a, b in zip(rows["ppdgm-numpyro"], rows["numpyro"], strict=True)
+            )
+            print(
+                "same seed, same draws (so each ratio is a ratio of times): "
+                + ("yes" if same else "no")
+            )
 
 
 if __name__ == "__main__":

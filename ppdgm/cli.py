@@ -462,7 +462,7 @@ def _scalar_args(items: list[str]) -> dict[str, Any]:
 
 
 def _infer(args) -> int:
-    from .inference.user import bind_columns, load_function
+    from .inference.user import as_call, bind_columns, load_function
 
     fn = load_function(args.model)
     extra = _scalar_args(args.arg)
@@ -474,7 +474,7 @@ def _infer(args) -> int:
         if not path.is_file():
             raise DataError(f"data file {path} does not exist")
         columns = read_csv_columns(path)
-    kwargs = bind_columns(fn, columns, args.data or "(no --data)", extra)
+    call_args, kwargs = as_call(fn, bind_columns(fn, columns, args.data or "(no --data)", extra))
     out = Path(args.out) if args.out else Path("runs") / fn.__name__
     existing = [name for name in INFER_FILES if (out / name).exists()]
     if existing and not args.overwrite:
@@ -495,16 +495,14 @@ def _infer(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         if args.method == "svi":
-            idata = inference.svi(
+            runner = inference.SVI(
                 fn,
                 guide=args.guide,
                 backend=args.backend,
                 num_steps=args.steps,
                 learning_rate=args.lr,
                 num_samples=args.samples,
-                seed=args.seed,
                 progress_bar=progress,
-                **kwargs,
             )
         else:
             kernel_kwargs = {}
@@ -512,18 +510,18 @@ def _infer(args) -> int:
                 if not args.target_accept < 1:
                     raise ConfigError("--target-accept must be below 1")
                 kernel_kwargs["target_accept_prob"] = args.target_accept
-            idata = inference.mcmc(
+            runner = inference.MCMC(
                 fn,
                 kernel=args.method,
                 backend=args.backend,
                 num_warmup=args.warmup,
                 num_samples=args.samples,
                 num_chains=args.chains,
-                seed=args.seed,
                 kernel_kwargs=kernel_kwargs,
                 progress_bar=progress,
-                **kwargs,
             )
+        # only a keyword-only model argument named "seed" could meet the option here
+        idata = runner.run(*call_args, seed=args.seed, **kwargs)
     seconds = time.perf_counter() - start
     import arviz as az
 

@@ -21,6 +21,13 @@ MODEL = textwrap.dedent(
             pyro.sample("y", dist.Normal(mu + tau * theta_raw, sigma), obs=y)
 
 
+    def poisson_rate(exposure, seed=None):
+        # the observed column is called "seed", like an option of the sampler
+        rate = pyro.sample("rate", dist.Gamma(2.0, 1.0))
+        with pyro.plate("data", len(exposure)):
+            pyro.sample("seed", dist.Poisson(rate * exposure), obs=seed)
+
+
     def normal_mean(x, prior_scale=10.0):
         mu = pyro.sample("mu", dist.Normal(0.0, prior_scale))
         with pyro.plate("data", len(x)):
@@ -104,6 +111,30 @@ def test_infer_svi_on_pyro_with_scalar_argument(files, capsys):
     assert "loss" in idata.groups()
 
 
+def test_infer_columns_named_like_options_reach_the_model(files, capsys):
+    (files / "counts.csv").write_text("exposure,seed\n1,3\n2,5\n3,5\n4,9\n")
+    code = _infer(
+        files,
+        "--method",
+        "svi",
+        "--backend",
+        "pyro",
+        "--steps",
+        "300",
+        "--lr",
+        "0.05",
+        data="counts.csv",
+        fn="poisson_rate",
+    )
+    assert code == 0, capsys.readouterr().err
+    import arviz as az
+
+    idata = az.from_netcdf(files / "out" / "posterior.nc")
+    np.testing.assert_array_equal(idata.observed_data["seed"].values, [3, 5, 5, 9])
+    # conjugate Gamma(2 + 22, 1 + 10) posterior: mean 24 / 11
+    assert abs(float(idata.posterior["rate"].mean()) - 24 / 11) < 0.25
+
+
 @pytest.mark.parametrize(
     "csv, message",
     [
@@ -134,7 +165,11 @@ def test_infer_bad_csv_is_refused_by_name(files, capsys, csv, message):
     [
         ("missing.py:f", [], "model file"),
         ("model.py", [], "expected FILE.py:FUNCTION"),
-        ("model.py:nope", [], "has no function 'nope' (functions: eight_schools, normal_mean)"),
+        (
+            "model.py:nope",
+            [],
+            "has no function 'nope' (functions: eight_schools, normal_mean, poisson_rate)",
+        ),
         ("model.py:eight_schools", ["--arg", "sigma"], "--arg 'sigma': expected NAME=VALUE"),
         ("model.py:eight_schools", ["--arg", "k=abc"], "'abc' is not a number"),
     ],

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataFormatError
 
-__all__ = ["load_function", "bind_columns"]
+__all__ = ["load_function", "bind_columns", "as_call"]
 
 
 def load_function(spec: str) -> Callable:
@@ -100,3 +100,15 @@ def bind_columns(
             f"{', '.join(repr(m) for m in missing)} of {sig}"
         )
     return {**columns, **extra}
+
+
+def as_call(fn: Callable, kwargs: Mapping[str, Any]) -> tuple[tuple, dict[str, Any]]:
+    """Split keyword arguments into positional ones (in ``fn``'s order, defaults filled in
+    for skipped parameters) and the keyword-only rest, so that a data column named like an
+    option of the sampler (``seed``, ``backend``, ...) cannot collide with it."""
+    params = list(inspect.signature(fn).parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    last = max((i for i, p in enumerate(positional) if p.name in kwargs), default=-1)
+    args = tuple(kwargs[p.name] if p.name in kwargs else p.default for p in positional[: last + 1])
+    rest = {k: v for k, v in kwargs.items() if k not in {p.name for p in positional[: last + 1]}}
+    return args, rest
