@@ -256,10 +256,22 @@ class MCMC:
         per_chain, stats = [], []
         with use_backend("pyro"):
             for chain in range(self.num_chains):
-                rows: list[tuple[float, float, float, int]] = []
-                state = {"mean": 0.0, "div": 0}
+                rows: list[tuple[float, float, float, int, int]] = []
+                state = {"mean": 0.0, "div": 0, "calls": 0, "last_calls": 0, "wrapped": False}
 
                 def hook(kernel, samples, stage, i, rows=rows, state=state):
+                    if not state["wrapped"]:
+                        # count potential-energy evaluations: one per leapfrog step
+                        potential = kernel.potential_fn
+
+                        def counted(z, potential=potential):
+                            state["calls"] += 1
+                            return potential(z)
+
+                        kernel.potential_fn = counted
+                        state["wrapped"] = True
+                    steps = state["calls"] - state["last_calls"]
+                    state["last_calls"] = state["calls"]
                     if stage != "Sample":
                         state["div"] = len(kernel._divergences)
                         return
@@ -275,6 +287,7 @@ class MCMC:
                             float(kernel.step_size),
                             -float(kernel._potential_energy_last),
                             int(diverged),
+                            steps,
                         )
                     )
 
@@ -293,7 +306,7 @@ class MCMC:
                 per_chain.append(
                     {k: v.detach().cpu().numpy() for k, v in sampler.get_samples().items()}
                 )
-                stats.append(np.asarray(rows, dtype=float).reshape(-1, 4))
+                stats.append(np.asarray(rows, dtype=float).reshape(-1, 5))
         draws = {k: np.stack([c[k] for c in per_chain]) for k in per_chain[0]}
         table = np.stack(stats)
         sample_stats = {
@@ -301,6 +314,8 @@ class MCMC:
             "step_size": table[..., 1],
             "lp": table[..., 2],
             "diverging": table[..., 3].astype(bool),
+            "n_steps": table[..., 4].astype(int),
+            "tree_depth": np.floor(np.log2(np.maximum(table[..., 4], 1))).astype(int) + 1,
         }
         return draws, sample_stats
 
