@@ -196,6 +196,23 @@ def test_numpyro_backend_runs_deterministic_and_factor():
         assert callable(pyroapi.pyro.deterministic) and callable(pyroapi.pyro.factor)
 
 
+def test_reused_sampler_sees_data_changed_in_place():
+    x = _normal_data()
+    sampler = inf.MCMC(
+        normal_known_var,
+        num_warmup=50,
+        num_samples=50,
+        num_chains=1,
+        progress_bar=False,
+        warn=False,
+    )
+    first = sampler.run(x=x, seed=0)
+    x += 10.0  # the same array object, new values
+    second = sampler.run(x=x, seed=0)
+    np.testing.assert_allclose(second.observed_data["x"].values, x, rtol=1e-6)
+    assert float(second.posterior["mu"].mean()) > float(first.posterior["mu"].mean()) + 5
+
+
 def test_divergences_warn_with_count_and_hint():
     def centered(sigma, y=None):
         mu = pyro.sample("mu", dist.Normal(0.0, 5.0))

@@ -66,6 +66,16 @@ def _positional_names(model: Callable) -> list[str]:
     return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
+def _snapshot(x):
+    if isinstance(x, np.ndarray):
+        return x.copy()
+    if isinstance(x, (tuple, list)):
+        return type(x)(_snapshot(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _snapshot(v) for k, v in x.items()}
+    return x
+
+
 def _same_inputs(a, b) -> bool:
     if type(a) is not type(b):
         return False
@@ -155,7 +165,8 @@ class MCMC:
         if self._inputs is not None and _same_inputs(self._inputs, (args, kwargs)):
             return self._converted
         converted = as_backend_args(args, kwargs, self.backend, _positional_names(self.model))
-        self._inputs, self._converted = (args, kwargs), converted
+        # a snapshot, so that data changed in place is not mistaken for the same data
+        self._inputs, self._converted = _snapshot((args, kwargs)), converted
         return converted
 
     def run(self, *args, seed: int = 0, **kwargs):
