@@ -17,6 +17,7 @@ import torch
 from .errors import ConfigError
 
 __all__ = [
+    "atomic_path",
     "check_int",
     "set_seed",
     "resolve_device",
@@ -61,24 +62,35 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
-    """Open a temporary file beside ``path`` and rename it over ``path`` only on success.
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Give a temporary path beside ``path`` to write to (for writers that want a file name),
+    and rename it over ``path`` only on success.
 
     A crash or an exception leaves any previous ``path`` untouched and no partial file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
+    """Open a temporary file beside ``path`` and rename it over ``path`` only on success.
+
+    A crash or an exception leaves any previous ``path`` untouched and no partial file.
+    """
+    with atomic_path(path) as tmp, open(tmp, mode) as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._utils import atomic_write, write_json
+from ._utils import atomic_path, atomic_write, write_json
 from .errors import ConfigError, DataError, PpdgmError, TrainingDivergedError
 
 __all__ = ["main", "build_parser", "MODELS"]
@@ -545,8 +545,6 @@ def _infer(args) -> int:
 def _write_infer_outputs(idata, summary, out: Path, seed: int) -> list[str]:
     """Write the result files, each atomically; results of an earlier run are removed
     first, so that a failure part-way never leaves old and new files side by side."""
-    import os
-    import tempfile
     import warnings
 
     from . import viz
@@ -554,14 +552,8 @@ def _write_infer_outputs(idata, summary, out: Path, seed: int) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     for name in INFER_FILES:
         (out / name).unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".posterior.nc.", suffix=".tmp")
-    os.close(fd)
-    try:
-        idata.to_netcdf(tmp)
-        os.replace(tmp, out / "posterior.nc")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(out / "posterior.nc") as tmp:
+        idata.to_netcdf(str(tmp))
     with atomic_write(out / "summary.csv", "w") as fh:
         summary.to_csv(fh)
     written = ["posterior.nc", "summary.csv", "trace.png", "rank.png"]

@@ -169,9 +169,13 @@ def _numpyro_pointwise(model, draws, args, kwargs, sites, seed, predict):
         tr = handlers.trace(handlers.seed(handlers.substitute(model, data=draw), k1)).get_trace(
             *args, **kwargs
         )
-        ptr = handlers.trace(
-            handlers.seed(handlers.substitute(Unobserve(model), data=draw), k2)
-        ).get_trace(*args, **kwargs)
+        ptr = (
+            handlers.trace(
+                handlers.seed(handlers.substitute(Unobserve(model), data=draw), k2)
+            ).get_trace(*args, **kwargs)
+            if obs
+            else {}
+        )
         return (
             {n: tr[n]["value"] for n in det},
             {n: tr[n]["fn"].log_prob(tr[n]["value"]) for n in lik},
@@ -232,9 +236,11 @@ def _pyro_pointwise(model, draws, args, kwargs, sites, seed, predict):
             }
             with poutine.trace() as tr, SetLatents(values):
                 model(*args, **kwargs)
-            with poutine.trace() as ptr, SetLatents(values), Unobserve():
-                model(*args, **kwargs)
-            nodes, pnodes = tr.trace.nodes, ptr.trace.nodes
+            nodes = tr.trace.nodes
+            if obs:  # a fresh draw of the predicted sites
+                with poutine.trace() as ptr, SetLatents(values), Unobserve():
+                    model(*args, **kwargs)
+                pnodes = ptr.trace.nodes
             for n in det:
                 out[0][n].append(_to_numpy(nodes[n]["value"]))
             for n in lik:
@@ -263,7 +269,8 @@ def pointwise(
         ``(deterministic, log_likelihood, posterior_predictive)``, each a dict of arrays
         with leading axis ``S``: the deterministic sites' values, the pointwise
         log-density of each observed (and factor) site, and a fresh draw of each observed
-        site given the latents (or of the sites named in ``predict``).
+        site given the latents (or of the sites named in ``predict``; none when it is
+        empty, and then no predictive run is made).
     """
     if predict is None:
         predict = [n for n, s in sites.items() if s.kind == "observed"]

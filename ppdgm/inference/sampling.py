@@ -18,6 +18,7 @@ from .._utils import check_int
 from ..errors import ConfigError
 from .backend import as_backend_args, check_backend, use_backend
 from .posterior import (
+    _to_numpy,
     build_inference_data,
     check_diagnostics,
     constant_arguments,
@@ -192,7 +193,14 @@ class MCMC:
         chains, num = self.num_chains, self.num_samples
         flat = {k: v.reshape((chains * num,) + v.shape[2:]) for k, v in draws.items()}
         det, loglik, ppc = pointwise(
-            self.model, flat, bargs, bkwargs, sites, self.backend, seed=seed + 1
+            self.model,
+            flat,
+            bargs,
+            bkwargs,
+            sites,
+            self.backend,
+            seed=seed + 1,
+            predict=None if self.posterior_predictive else [],
         )
         unflat = lambda d: {k: v.reshape((chains, num) + v.shape[1:]) for k, v in d.items()}  # noqa: E731
         posterior = {**draws, **unflat(det)}
@@ -201,7 +209,7 @@ class MCMC:
             sites,
             sample_stats=stats,
             log_likelihood=unflat(loglik),
-            posterior_predictive=unflat(ppc) if self.posterior_predictive else None,
+            posterior_predictive=unflat(ppc),
             observed_data=observed,
             constant_data=constant_arguments(self.model, args, kwargs, observed),
             attrs={
@@ -314,9 +322,7 @@ class MCMC:
                 with torch.random.fork_rng():
                     torch.manual_seed(seed * 1000 + chain)
                     sampler.run(*args, **kwargs)
-                per_chain.append(
-                    {k: v.detach().cpu().numpy() for k, v in sampler.get_samples().items()}
-                )
+                per_chain.append({k: _to_numpy(v) for k, v in sampler.get_samples().items()})
                 stats.append(np.asarray(rows, dtype=float).reshape(-1, 5))
         draws = {k: np.stack([c[k] for c in per_chain]) for k in per_chain[0]}
         table = np.stack(stats)

@@ -16,7 +16,13 @@ import numpy as np
 from .._utils import check_int
 from ..errors import ConfigError
 from .backend import as_backend_args, check_backend, use_backend
-from .posterior import build_inference_data, constant_arguments, model_sites, pointwise
+from .posterior import (
+    _to_numpy,
+    build_inference_data,
+    constant_arguments,
+    model_sites,
+    pointwise,
+)
 from .sampling import _positional_names
 
 __all__ = ["GUIDES", "SVI", "svi"]
@@ -129,14 +135,21 @@ class SVI:
                 "sample every latent site of the model"
             )
         det, loglik, ppc = pointwise(
-            self.model, draws, bargs, bkwargs, sites, self.backend, seed=seed + 1
+            self.model,
+            draws,
+            bargs,
+            bkwargs,
+            sites,
+            self.backend,
+            seed=seed + 1,
+            predict=None if self.posterior_predictive else [],
         )
         lead = lambda d: {k: v[None] for k, v in d.items()}  # noqa: E731
         idata = build_inference_data(
             lead({**{n: draws[n] for n in latent}, **det}),
             sites,
             log_likelihood=lead(loglik),
-            posterior_predictive=lead(ppc) if self.posterior_predictive else None,
+            posterior_predictive=lead(ppc),
             observed_data=observed,
             constant_data=constant_arguments(self.model, args, kwargs, observed),
             attrs={
@@ -220,7 +233,7 @@ class SVI:
                     tr = poutine.trace(guide).get_trace(*args, **kwargs)
                     for n in latent:
                         if n in tr.nodes:
-                            draws[n].append(tr.nodes[n]["value"].detach().cpu().numpy())
+                            draws[n].append(_to_numpy(tr.nodes[n]["value"]))
         return {k: np.stack(v) for k, v in draws.items() if v}
 
 
