@@ -20,7 +20,10 @@ __all__ = ["main", "build_parser", "MODELS"]
 MODELS = {
     "vae": "variational autoencoder: Pyro program with an amortized Normal guide, fitted by SVI"
 }
-CHECKPOINT, CONFIG, METRICS = "checkpoint.pt", "config.json", "metrics.json"
+CHECKPOINT, BEST, CONFIG, METRICS = "checkpoint.pt", "best.pt", "config.json", "metrics.json"
+EVALUATION = "evaluation.json"
+#: options of ``train`` that a resumed run takes from the command line (the rest must match)
+RESUME_HONOURED = ("steps", "lr", "early_stopping", "eval_every", "checkpoint_every")
 AUTO_LIKELIHOOD = {
     "binary": "bernoulli",
     "integer": "discretized_logistic",
@@ -56,6 +59,16 @@ def _positive(kind):
         return value
 
     return parse
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,7 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-particles", type=_positive(int), default=1, help="particles of the objective"
     )
     t.add_argument(
-        "--eval-every", type=_positive(int), default=None, help="steps between test evaluations"
+        "--val-fraction",
+        type=_fraction,
+        default=0.1,
+        help="share of the training split held out for validation (model selection, early "
+        "stopping); a file's own validation split is used where it has one; 0: none",
+    )
+    t.add_argument(
+        "--early-stopping",
+        type=_positive(int),
+        default=None,
+        metavar="PATIENCE",
+        help="stop after PATIENCE evaluations without improvement of the validation loss",
+    )
+    t.add_argument(
+        "--eval-every",
+        type=_positive(int),
+        default=None,
+        help="steps between validation evaluations (default: 20 over the run)",
     )
     t.add_argument("--checkpoint-every", type=_positive(int), default=500)
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -121,11 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output file: .png (grid) or .npy (array)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--mean", action="store_true", help="the likelihood's mean instead of a draw")
+    s.add_argument("--last", action="store_true", help=f"use {CHECKPOINT} instead of {BEST}")
     s.add_argument("--device", default="auto")
 
-    e = sub.add_parser("evaluate", help="recompute a run's metrics on the test split")
+    e = sub.add_parser(
+        "evaluate",
+        help=f"recompute a run's metrics on the test split (written to {EVALUATION})",
+    )
     e.add_argument("run", help="run folder")
     e.add_argument("--iwae-k", type=_positive(int), default=None, help="default: the run's own")
+    e.add_argument("--last", action="store_true", help=f"use {CHECKPOINT} instead of {BEST}")
+    e.add_argument(
+        "--out", default=None, help=f"JSON file for the metrics (default RUN/{EVALUATION})"
+    )
     e.add_argument("--device", default="auto")
 
     i = sub.add_parser(
@@ -163,7 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        args.given = _given_options(parser, sys.argv[1:] if argv is None else argv)
     try:
         return {
             "train": _train,
@@ -178,6 +219,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ppdgm: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`ppdgm list | head`): no traceback, and none at exit either
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _given_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The destinations of the options given on the command line (not left to defaults)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    train = sub.choices["train"]
+    saved = [(a, a.default) for a in train._actions]
+    try:
+        for a, _ in saved:
+            a.default = argparse.SUPPRESS
+        return set(vars(parser.parse_args(argv))) - {"command"}
+    finally:
+        for a, default in saved:
+            a.default = default
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -197,25 +258,32 @@ def _versions() -> dict[str, str]:
 
 
 def _load_run_data(cfg: dict[str, Any]):
-    from .data import load_data
+    from .data import load_data, split_validation
 
     data = load_data(cfg["data"], labels=cfg.get("labels"), label_column=cfg.get("label_column"))
+    # runs made before validation splits existed trained on the whole training split
+    data = split_validation(data, cfg.get("val_fraction", 0.0))
     if cfg.get("reshape_to") is not None:
         shape = tuple(cfg["reshape_to"])
-        data.x_train = data.x_train.reshape(len(data.x_train), *shape)
-        data.x_test = data.x_test.reshape(len(data.x_test), *shape)
+        for part in ("x_train", "x_val", "x_test"):
+            x = getattr(data, part)
+            if x is not None:
+                setattr(data, part, x.reshape(len(x), *shape))
     return data
 
 
-def _run_paths(run: str) -> tuple[Path, Path]:
+def _run_paths(run: str, last: bool = False) -> tuple[Path, Path]:
+    """The run folder and the checkpoint to read: ``best.pt`` where there is one (unless
+    ``last``), else ``checkpoint.pt``; a checkpoint file given directly is used as it is."""
     path = Path(run)
-    folder = path.parent if path.is_file() else path
-    ckpt = path if path.is_file() else path / CHECKPOINT
-    if not folder.is_dir():
+    if path.is_file():
+        return path.parent, path
+    if not path.is_dir():
         raise ConfigError(f"{run}: no such run folder")
-    if not ckpt.is_file():
-        raise ConfigError(f"{folder}: holds no {CHECKPOINT}; is it a ppdgm run folder?")
-    return folder, ckpt
+    for name in (CHECKPOINT,) if last else (BEST, CHECKPOINT):
+        if (path / name).is_file():
+            return path, path / name
+    raise ConfigError(f"{path}: holds no {CHECKPOINT}; is it a ppdgm run folder?")
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
@@ -227,20 +295,38 @@ def _read_config(folder: Path) -> dict[str, Any]:
         raise ConfigError(f"{folder / CONFIG}: not valid JSON ({e})") from None
 
 
-def _compute_metrics(vae, data, iwae_k: int) -> dict[str, Any]:
+def _check_data(vae, data, source: str) -> None:
+    """Refuse data that does not fit the trained model, naming the data file."""
+    from .data import check_likelihood_support, check_shape
+
+    for part in ("x_train", "x_val", "x_test"):
+        x = getattr(data, part)
+        if x is not None:
+            check_shape(x, vae.data_shape_, source)
+            check_likelihood_support(x, vae.likelihood, source, vae.num_bins_)
+
+
+def _split_metrics(vae, x, iwae_k: int, prefix: str) -> dict[str, Any]:
     from .evaluation import bits_per_dim
 
-    elbo = float(np.mean(vae.elbo_samples(data.x_test, num_particles=10)))
-    iwae = float(np.mean(vae.score_samples(data.x_test, num_particles=iwae_k)))
+    elbo = float(np.mean(vae.elbo_samples(x, num_particles=10)))
+    iwae = float(np.mean(vae.score_samples(x, num_particles=iwae_k)))
     dims = int(np.prod(vae.data_shape_))
     return {
-        "test_elbo": elbo,
-        "test_nll_elbo": -elbo,
-        "test_nll_iwae": -iwae,
-        "iwae_k": iwae_k,
-        "test_bits_per_dim": float(bits_per_dim(-iwae, dims)),
-        "num_test": int(len(data.x_test)),
+        f"{prefix}_elbo": elbo,
+        f"{prefix}_nll_elbo": -elbo,
+        f"{prefix}_nll_iwae": -iwae,
+        f"{prefix}_bits_per_dim": float(bits_per_dim(-iwae, dims)),
+        f"num_{prefix}": int(len(x)),
     }
+
+
+def _compute_metrics(vae, data, iwae_k: int) -> dict[str, Any]:
+    """ELBO and IWAE bound on the test split (and the validation split where there is one)."""
+    metrics = {"iwae_k": iwae_k, **_split_metrics(vae, data.x_test, iwae_k, "test")}
+    if data.x_val is not None:
+        metrics.update(_split_metrics(vae, data.x_val, iwae_k, "val"))
+    return metrics
 
 
 def _write_figures(vae, data, out: Path, seed: int) -> None:
@@ -259,22 +345,26 @@ def _write_figures(vae, data, out: Path, seed: int) -> None:
         data.x_test[:n], vae.reconstruct(data.x_test[:n]), shape, path=out / "reconstructions.png"
     )
     viz.plot_latents(vae.transform(data.x_test), data.y_test, path=out / "latents.png")
-    viz.plot_curves(vae.history_, path=out / "curves.png")
+    viz.plot_curves(
+        vae.history_,
+        path=out / "curves.png",
+        best_step=vae.selected_step_ if vae.best_step_ is not None else None,
+    )
 
 
 # -- commands -----------------------------------------------------------------------------------
 def _train(args) -> int:
+    from ._utils import resolve_device
     from .data import check_likelihood_support
     from .estimators import VAE
 
+    resolve_device(args.device)  # refuse a device that is not here before anything is written
     out = Path(args.out or f"runs/{args.model}")
-    ckpt = out / CHECKPOINT
+    ckpt, best = out / CHECKPOINT, out / BEST
     if args.resume:
         if not ckpt.is_file():
             raise ConfigError(f"{out}: nothing to resume (no {CHECKPOINT}); drop --resume to start")
-        cfg = _read_config(out)
-        if args.steps is not None:
-            cfg["steps"] = args.steps  # extend (or finish) the run up to a new total
+        cfg = _resume_config(_read_config(out), args)
     else:
         if ckpt.exists() and not args.overwrite:
             raise ConfigError(
@@ -289,19 +379,20 @@ def _train(args) -> int:
     lik = params["likelihood"]
     if lik == "auto":
         lik = params["likelihood"] = AUTO_LIKELIHOOD[data.kind]
-    check_likelihood_support(
-        data.x_train, lik, str(cfg["data"]), data.num_bins if lik != "bernoulli" else None
-    )
-    check_likelihood_support(
-        data.x_test, lik, str(cfg["data"]), data.num_bins if lik != "bernoulli" else None
-    )
+    for x in (data.x_train, data.x_val, data.x_test):
+        if x is not None:
+            check_likelihood_support(
+                x, lik, str(cfg["data"]), data.num_bins if lik != "bernoulli" else None
+            )
     if lik == "discretized_logistic" and params.get("num_bins") is None:
         params["num_bins"] = data.num_bins
+    if cfg.get("early_stopping") and data.x_val is None:
+        raise ConfigError("--early-stopping needs a validation split; set --val-fraction above 0")
     vae = VAE(**params)
     cfg["params"] = {**params, "device": "auto"}
     out.mkdir(parents=True, exist_ok=True)  # only now: bad input has been refused by here
     if args.overwrite and not args.resume:
-        for name in (CHECKPOINT, METRICS):
+        for name in (CHECKPOINT, BEST, METRICS, EVALUATION):
             (out / name).unlink(missing_ok=True)
     write_json(out / CONFIG, cfg)
     t0 = time.perf_counter()
@@ -311,11 +402,13 @@ def _train(args) -> int:
             num_steps=cfg["steps"],
             batch_size=cfg["batch_size"],
             lr=cfg["lr"],
-            X_test=data.x_test,
+            X_val=data.x_val,
+            early_stopping=cfg.get("early_stopping"),
             eval_every=cfg.get("eval_every"),
             progress=not args.no_progress,
             checkpoint_path=ckpt,
             checkpoint_every=cfg["checkpoint_every"],
+            best_path=best if data.x_val is not None else None,
             resume=args.resume,
         )
     except KeyboardInterrupt:
@@ -326,12 +419,21 @@ def _train(args) -> int:
         )
         return 130
     except TrainingDivergedError as e:
-        raise TrainingDivergedError(f"{e}; the last good checkpoint is kept in {out}") from None
+        raise TrainingDivergedError(
+            f"{e}; the last good state is kept in {ckpt}; continue it with a smaller learning "
+            f"rate: `ppdgm train {args.model} --out {out} --resume --lr {cfg['lr'] / 10:g}`"
+        ) from None
     seconds = time.perf_counter() - t0
+    _check_data(vae, data, str(cfg["data"]))
     metrics = _compute_metrics(vae, data, cfg["iwae_k"])
     metrics.update(
         {
-            "num_steps": int(vae.trainer_.step_count),
+            "num_steps": int(vae.last_step_),
+            "selected_step": int(vae.selected_step_),
+            "checkpoint": BEST if vae.best_step_ is not None else CHECKPOINT,
+            "best_val_loss": vae.best_val_loss_,
+            "stopped_early": vae.stopped_early_,
+            "val_fraction": cfg.get("val_fraction", 0.0),
             "seconds": seconds,
             "seed": cfg["params"]["seed"],
             "model": args.model,
@@ -344,39 +446,74 @@ def _train(args) -> int:
     )
     write_json(out / METRICS, metrics)
     _write_figures(vae, data, out, cfg["params"]["seed"])
+    stopped = " (stopped early)" if vae.stopped_early_ else ""
     print(
+        f"selected step {metrics['selected_step']} of {metrics['num_steps']}{stopped}; "
         f"test ELBO {metrics['test_elbo']:.3f} nats, IWAE(K={cfg['iwae_k']}) NLL "
         f"{metrics['test_nll_iwae']:.3f} nats ({metrics['test_bits_per_dim']:.4f} bits/dim); "
-        f"{metrics['num_steps']} steps in {seconds:.1f} s; wrote {out}/"
+        f"{seconds:.1f} s; wrote {out}/"
     )
     return 0
 
 
-def _new_config(args) -> dict[str, Any]:
+def _resume_config(cfg: dict[str, Any], args) -> dict[str, Any]:
+    """The run's configuration with the options a resumed run honours taken from the command
+    line; any other option given with a value that differs from the run's is refused."""
+
+    def flat(c):
+        return {**{k: v for k, v in c.items() if k != "params"}, **c["params"]}
+
+    new, old = flat(_new_config(args, load=False)), flat(cfg)
+    changed = []
+    for dest in sorted(getattr(args, "given", set()) & new.keys()):
+        if dest == "model" or new[dest] == old.get(dest) or new[dest] == "auto":
+            continue
+        if dest in RESUME_HONOURED:
+            print(
+                f"ppdgm: resuming with --{dest.replace('_', '-')} {new[dest]} (was {old.get(dest)})"
+            )
+            cfg[dest] = new[dest]
+        else:
+            changed.append(f"--{dest.replace('_', '-')} {new[dest]} (the run has {old.get(dest)})")
+    if changed:
+        raise ConfigError(
+            "--resume continues the run as it was configured, but these options differ: "
+            + "; ".join(changed)
+            + "; drop them, or start a new run (--overwrite). A resumed run takes only "
+            + ", ".join(f"--{h.replace('_', '-')}" for h in RESUME_HONOURED)
+        )
+    return cfg
+
+
+def _new_config(args, load: bool = True) -> dict[str, Any]:
     from .data import BUNDLED, load_data
 
     data_spec = args.data if args.data in BUNDLED else str(Path(args.data).resolve())
     labels = str(Path(args.labels).resolve()) if args.labels else None
-    data = load_data(data_spec, labels=labels, label_column=args.label_column)
-    reshape = None
-    if args.arch == "conv" and data.x_train.ndim == 2:
-        if data.image_shape is None:
-            raise DataError(
-                f"{args.data}: --arch conv needs images (N, C, H, W); these are vectors "
-                f"of length {data.x_train.shape[1]}"
-            )
-        reshape = list(data.image_shape)
+    reshape = image_shape = None
+    if load:
+        data = load_data(data_spec, labels=labels, label_column=args.label_column)
+        if args.arch == "conv" and data.x_train.ndim == 2:
+            if data.image_shape is None:
+                raise DataError(
+                    f"{args.data}: --arch conv needs images (N, C, H, W); these are vectors "
+                    f"of length {data.x_train.shape[1]}"
+                )
+            reshape = list(data.image_shape)
+        image_shape = list(data.image_shape) if data.image_shape else None
     return {
         "model": args.model,
         "data": data_spec,
         "labels": labels,
         "label_column": args.label_column,
         "reshape_to": reshape,
-        "image_shape": list(data.image_shape) if data.image_shape else None,
+        "image_shape": image_shape,
         "steps": args.steps or 3000,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "iwae_k": args.iwae_k,
+        "val_fraction": args.val_fraction,
+        "early_stopping": args.early_stopping,
         "eval_every": args.eval_every,
         "checkpoint_every": args.checkpoint_every,
         "params": {
@@ -397,7 +534,7 @@ def _sample(args) -> int:
     from . import viz
     from .estimators import VAE
 
-    folder, ckpt = _run_paths(args.run)
+    folder, ckpt = _run_paths(args.run, args.last)
     target = Path(args.out)
     if target.suffix.lower() not in (".png", ".npy"):
         raise ConfigError(f"{target}: --out must end in .png (an image grid) or .npy (an array)")
@@ -411,32 +548,34 @@ def _sample(args) -> int:
         if vae.arch_ == "mlp" and (folder / CONFIG).is_file():
             image_shape = _read_config(folder).get("image_shape")
         viz.plot_samples(x, image_shape, path=target, title=f"{args.num_samples} samples")
-    print(f"wrote {args.num_samples} samples to {target}")
+    print(f"wrote {args.num_samples} samples from {ckpt.name} to {target}")
     return 0
 
 
 def _evaluate(args) -> int:
     from .estimators import VAE
 
-    folder, ckpt = _run_paths(args.run)
+    folder, ckpt = _run_paths(args.run, args.last)
     cfg = _read_config(folder)
     vae = VAE.load(ckpt, device=args.device)
     data = _load_run_data(cfg)
+    _check_data(vae, data, str(cfg["data"]))
     k = args.iwae_k or cfg.get("iwae_k", 1000)
-    metrics = _compute_metrics(vae, data, k)
-    old = {}
-    if (folder / METRICS).is_file():
-        try:
-            old = json.loads((folder / METRICS).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            old = {}
-    write_json(folder / METRICS, {**old, **metrics, "versions": _versions()})
+    metrics = {
+        **_compute_metrics(vae, data, k),
+        "checkpoint": ckpt.name,
+        "step": vae.selected_step_,
+        "versions": _versions(),
+    }
+    target = Path(args.out) if args.out else folder / EVALUATION
+    write_json(target, metrics)
     for key in ("test_elbo", "test_nll_iwae", "test_bits_per_dim", "iwae_k", "num_test"):
         print(
             f"{key}: {metrics[key]:.4f}"
             if isinstance(metrics[key], float)
             else f"{key}: {metrics[key]}"
         )
+    print(f"({ckpt.name}, step {vae.selected_step_}); wrote {target}")
     return 0
 
 

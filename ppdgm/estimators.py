@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,12 @@ class VAE:
 
     Attributes:
         model_, guide_: the fitted programs.
-        history_: training and evaluation curves.
+        history_: training and validation curves.
+        best_step_, best_val_loss_: the step with the lowest validation loss, and that loss
+            (None without validation data).
+        selected_step_: the step whose parameters the estimator holds (the best, or the last).
+        last_step_: the number of steps trained; stopped_early_: whether early stopping ended
+            the fit.
         data_shape_: shape of one example.
         num_bins_: number of integer values (discretized_logistic) or None.
     """
@@ -204,26 +210,51 @@ class VAE:
         num_steps: int = 3000,
         batch_size: int = 128,
         lr: float = 1e-3,
-        X_test=None,
+        X_val=None,
+        early_stopping: int | None = None,
         eval_every: int | None = None,
+        restore_best: bool = True,
         progress: bool = False,
         checkpoint_path: str | Path | None = None,
         checkpoint_every: int = 500,
+        best_path: str | Path | None = None,
         resume: bool = False,
         extra_state: dict[str, Any] | None = None,
+        X_test=None,
     ) -> VAE:
         """Fit to X of shape (N, D) or (N, C, H, W) (array or tensor).
 
         Args:
             num_steps: optimizer steps in total (a resumed fit continues up to it).
             batch_size, lr: minibatch size and Adam learning rate.
-            X_test: held-out data; its negative ELBO per example is tracked every
-                ``eval_every`` steps (default: 20 points over the run).
+            X_val: validation data, held out from X. Its negative ELBO per example is
+                tracked every ``eval_every`` steps (default: 20 points over the run); the step
+                with the lowest is the best (:attr:`best_step_`) and its parameters are the
+                fitted ones when ``restore_best``. Keep the test data out of it.
+            early_stopping: stop after this many evaluations without improvement (needs
+                ``X_val``).
+            restore_best: end with the parameters of the best validation step (else the last).
             progress: show a progress bar.
             checkpoint_path, checkpoint_every, resume: see :meth:`ppdgm.train.Trainer.run`.
+            best_path: where to save the checkpoint of the best validation step.
             extra_state: more plain values stored with each checkpoint.
+            X_test: deprecated name of ``X_val``.
         """
         check_int("num_steps", num_steps)
+        if X_test is not None:
+            if X_val is not None:
+                raise ConfigError("give X_val only (X_test is its deprecated name)")
+            warnings.warn(
+                "fit(X_test=...) is deprecated: pass validation data as X_val and keep the "
+                "test data for the final metrics",
+                FutureWarning,
+                stacklevel=2,
+            )
+            X_val = X_test
+        if early_stopping is not None:
+            check_int("early_stopping", early_stopping)
+            if X_val is None:
+                raise ConfigError("early_stopping needs validation data (X_val)")
         x = self._tensor(X, "X", fitted=False)
         num_bins = self.num_bins
         if self.likelihood == "discretized_logistic" and num_bins is None:
@@ -231,7 +262,7 @@ class VAE:
         check_likelihood_support(x.numpy(), self.likelihood, "X", num_bins)
         self._build(tuple(x.shape[1:]), num_bins)
         x = x.to(self.device_)
-        x_test = self._tensor(X_test, "X_test") if X_test is not None else None
+        x_val = self._tensor(X_val, "X_val") if X_val is not None else None
         trainer = Trainer(
             self.model_.model,
             self.guide_.guide,
@@ -243,11 +274,11 @@ class VAE:
             compile=self.compile,
         )
         eval_fn = None
-        if x_test is not None:
+        if x_val is not None:
 
             def eval_fn():
                 return {
-                    "test_loss": -elbo_per_example(self.model_.model, self.guide_.guide, x_test)
+                    "val_loss": -elbo_per_example(self.model_.model, self.guide_.guide, x_val)
                     .mean()
                     .item()
                 }
@@ -263,8 +294,17 @@ class VAE:
             progress=progress,
             resume=resume,
             extra_state=lambda: extra,
+            best_path=best_path,
+            early_stopping=early_stopping,
         )
         self.trainer_ = trainer
+        self.last_step_ = trainer.step_count
+        self.stopped_early_ = bool(trainer.best["stopped"])
+        self.best_step_ = trainer.best["step"]
+        self.best_val_loss_ = trainer.best["value"] if self.best_step_ is not None else None
+        self.selected_step_ = self.last_step_
+        if restore_best and trainer.restore_best(best_path):
+            self.selected_step_ = self.best_step_
         for m in (self.model_, self.guide_):
             m.eval()
         return self
@@ -348,7 +388,7 @@ class VAE:
         save_checkpoint(
             path,
             {
-                "step": len(self.history_.get("step", [])),
+                "step": int(getattr(self, "selected_step_", None) or 0),
                 "modules": {"model": self.model_.state_dict(), "guide": self.guide_.state_dict()},
                 "history": self.history_,
                 "extra": self._extra(),
@@ -373,6 +413,7 @@ class VAE:
         except (KeyError, TypeError, RuntimeError) as e:
             raise CheckpointError(f"{path}: the checkpoint does not describe a VAE ({e})") from None
         vae.history_ = {k: list(v) for k, v in state.get("history", {}).items()}
+        vae.selected_step_ = int(state.get("step", 0))
         vae.model_.eval()
         vae.guide_.eval()
         return vae

@@ -26,12 +26,20 @@ import pyro
 import torch
 from torch import nn
 
-from ._utils import atomic_write, get_rng_state, resolve_device, set_rng_state, set_seed
+from ._utils import (
+    atomic_write,
+    check_int,
+    get_rng_state,
+    resolve_device,
+    set_rng_state,
+    set_seed,
+)
 from .errors import CheckpointError, ConfigError, TrainingDivergedError
 
 __all__ = ["Trainer", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "ppdgm.checkpoint/1"
+_NO_BEST = {"step": None, "value": math.inf, "bad_evals": 0, "stopped": False}
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
@@ -54,11 +62,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: no checkpoint file there")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, which would run the file's code
         raise CheckpointError(
-            f"{path}: refused to load: it holds pickled objects other than tensors and plain "
-            f"values, which could run code ({first[:200]})"
+            f"{path}: not a ppdgm checkpoint: it holds pickled objects other than tensors and "
+            "plain values, and loading those could run code, so it was refused"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise CheckpointError(
@@ -175,7 +183,7 @@ class _CompiledLoss:
                 compiled = traced(*batch, *self.tensors)
         finally:
             set_rng_state(rng)
-        if torch.allclose(eager, compiled, rtol=1e-4, atol=1e-5):
+        if torch.allclose(eager, compiled, rtol=1e-4, atol=1e-5, equal_nan=True):
             return True
         self._fail(
             f"its traced loss {compiled.item():.6g} differs from the eager loss {eager.item():.6g}"
@@ -255,6 +263,7 @@ class Trainer:
         )
         if not self.params:
             raise ConfigError("the model, guide and objective have no trainable parameters")
+        self.lr = float(lr)
         self.optimizer = _make_optimizer(optimizer, self.params, lr)
         self.batch_size = int(batch_size)
         self.clip_grad_norm = clip_grad_norm
@@ -271,6 +280,10 @@ class Trainer:
         self._rng = get_rng_state()
         self._in_run = False
         self._log_sum, self._log_count = 0.0, 0
+        #: the best evaluation: its step (None before any), validation loss, the evaluations
+        #: since without improvement, and whether early stopping ended the run
+        self.best: dict[str, Any] = dict(_NO_BEST)
+        self._best_modules: dict[str, dict[str, torch.Tensor]] | None = None
 
     # -- one update ------------------------------------------------------------------------
     def loss(self, *batch: torch.Tensor) -> torch.Tensor:
@@ -324,26 +337,41 @@ class Trainer:
         progress: bool = True,
         resume: bool = False,
         extra_state: Callable[[], dict[str, Any]] | None = None,
+        best_path: str | Path | None = None,
+        early_stopping: int | None = None,
     ) -> dict[str, list]:
-        """Train until ``num_steps`` steps in total have been taken.
+        """Train until ``num_steps`` steps in total have been taken (or early stopping).
 
         Args:
-            data: a tensor (N, ...) or a tuple of tensors sharing N (e.g. ``(x, y)``); batches
-                are passed to the loss as ``loss(*batch)``.
+            data: a tensor or NumPy array (N, ...) or a tuple of them sharing N (e.g.
+                ``(x, y)``); batches are passed to the loss as ``loss(*batch)``.
             num_steps: the total number of steps (a resumed run continues up to it).
             checkpoint_path: where to save (atomically) every ``checkpoint_every`` steps, at the
-                end and on Ctrl-C/SIGTERM; required for ``resume``.
-            eval_fn: called every ``eval_every`` steps with the random state set aside, so evaluation does not change the training trajectory; returns a
-                dict of metrics whose first value is plotted as the eval curve.
+                end, on Ctrl-C/SIGTERM and when the loss diverges (the last good state);
+                required for ``resume``.
+            eval_fn: called every ``eval_every`` steps with the random state set aside, so
+                evaluation does not change the training trajectory; returns a dict of metrics
+                whose first value is the validation loss (lower is better): it is the eval
+                curve, it selects the best step and it drives early stopping.
             log_every: steps averaged into one point of the loss history (points at multiples
                 of ``log_every``, and at the end of the run).
-            resume: continue from ``checkpoint_path`` if it exists.
+            resume: continue from ``checkpoint_path`` if it exists (the learning rate given to
+                this trainer replaces the checkpoint's).
             extra_state: returns more plain values to store in each checkpoint (e.g. a config).
+            best_path: where to save (atomically) the checkpoint of the best evaluation so far;
+                :meth:`restore_best` also finds the best parameters in memory without it.
+            early_stopping: stop after this many evaluations in a row without improvement of
+                the validation loss (None: never).
 
         Returns:
             the history: ``step``/``loss`` (train loss per example) and ``eval_step``/``eval``.
+            :attr:`best` says which step was best and whether the run stopped early.
         """
-        data = (data,) if torch.is_tensor(data) else tuple(data)
+        if early_stopping is not None:
+            check_int("early_stopping", early_stopping)
+            if eval_fn is None or not eval_every:
+                raise ConfigError("early_stopping needs an eval_fn and eval_every")
+        data = _as_tensors(data)
         n = data[0].shape[0]
         if any(d.shape[0] != n for d in data):
             raise ConfigError(
@@ -355,11 +383,18 @@ class Trainer:
                 raise ConfigError("resume needs a checkpoint path")
             if Path(checkpoint_path).exists():
                 self.load_state_dict(load_checkpoint(checkpoint_path, self.device))
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.lr
         extra = extra_state or (dict)
 
-        def save():
-            if checkpoint_path is not None:
-                save_checkpoint(checkpoint_path, {**self.state_dict(), "extra": extra()})
+        def save(path=checkpoint_path):
+            if path is not None:
+                save_checkpoint(path, {**self.state_dict(), "extra": extra()})
+
+        def stop() -> bool:
+            if early_stopping is not None and self.best["bad_evals"] >= early_stopping:
+                self.best["stopped"] = True
+            return self.best["stopped"] and early_stopping is not None
 
         bar = _progress(progress, self.step_count, num_steps)
         t0 = t_last = time.perf_counter()
@@ -369,13 +404,19 @@ class Trainer:
         self._set_training(True)
         try:
             with _DeferredInterrupt() as interrupt:
-                while self.step_count < num_steps:
+                while self.step_count < num_steps and not stop():
                     idx = self._next_indices(n).to(self.device)
-                    metrics = self.step(*(d[idx] for d in data))
+                    try:
+                        metrics = self.step(*(d[idx] for d in data))
+                    except TrainingDivergedError:
+                        save()  # the parameters are those of the last good step
+                        raise
                     self._log(metrics["loss"], log_every, num_steps)
                     evaluated = None
                     if eval_fn is not None and eval_every and self.step_count % eval_every == 0:
                         evaluated = self._evaluate(eval_fn)
+                        if evaluated and self.best["step"] == self.step_count:
+                            save(best_path)
                     if bar is not None:
                         now = time.perf_counter()
                         if now - t_last > 0.2 or self.step_count == num_steps or evaluated:
@@ -384,7 +425,7 @@ class Trainer:
                                 "step/s": f"{(self.step_count - step0) / (now - t0):.0f}",
                             }
                             if self.history["eval"]:
-                                post["eval"] = f"{self.history['eval'][-1]:.3f}"
+                                post["val"] = f"{self.history['eval'][-1]:.3f}"
                             bar.set_postfix(post, refresh=False)
                             bar.update(self.step_count - bar.n)
                             t_last = now
@@ -400,6 +441,23 @@ class Trainer:
             if bar is not None:
                 bar.close()
         return self.history
+
+    def restore_best(self, best_path: str | Path | None = None) -> bool:
+        """Load the parameters and buffers of the best evaluation into the modules.
+
+        They come from memory when this trainer saw that evaluation, else from ``best_path``
+        (a resumed run). Returns False, changing nothing, when there was no evaluation.
+        """
+        if self.best["step"] is None:
+            return False
+        states = self._best_modules
+        if states is None:
+            if best_path is None or not Path(best_path).is_file():
+                return False
+            states = load_checkpoint(best_path, self.device)["modules"]
+        for k, m in self.modules.items():
+            m.load_state_dict(states[k])
+        return True
 
     def _log(self, loss: float, log_every: int, num_steps: int) -> None:
         """Average the loss over windows of ``log_every`` steps aligned on the step number; the
@@ -427,8 +485,17 @@ class Trainer:
             set_rng_state(rng)
             self._set_training(True)
         if out:
+            value = float(next(iter(out.values())))
             self.history["eval_step"].append(self.step_count)
-            self.history["eval"].append(float(next(iter(out.values()))))
+            self.history["eval"].append(value)
+            if math.isfinite(value) and (self.best["step"] is None or value < self.best["value"]):
+                self.best.update(step=self.step_count, value=value, bad_evals=0)
+                self._best_modules = {
+                    k: {n: t.detach().clone() for n, t in m.state_dict().items()}
+                    for k, m in self.modules.items()
+                }
+            else:
+                self.best["bad_evals"] += 1
         return out
 
     # -- state -----------------------------------------------------------------------------
@@ -444,6 +511,7 @@ class Trainer:
             "data_perm": self._perm,
             "data_pos": self._pos,
             "history": self.history,
+            "best": dict(self.best),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -459,6 +527,8 @@ class Trainer:
             self._perm, self._pos = state["data_perm"], int(state["data_pos"])
             self.step_count = int(state["step"])
             self.history = {k: list(v) for k, v in state["history"].items()}
+            self.best = {**_NO_BEST, **state.get("best", {})}
+            self._best_modules = None
             self._log_sum, self._log_count = (
                 float(state["log_window"][0]),
                 int(state["log_window"][1]),
@@ -489,6 +559,34 @@ def _make_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.o
         except (RuntimeError, TypeError, ValueError):
             pass
     return cls(params, lr=lr)
+
+
+def _as_tensors(data) -> tuple[torch.Tensor, ...]:
+    """The training data as a tuple of tensors: a tensor or array, or a tuple/list of them."""
+    import numpy as np
+
+    parts = (data,) if torch.is_tensor(data) or isinstance(data, np.ndarray) else data
+    if not isinstance(parts, (tuple, list)) or not parts:
+        raise ConfigError(
+            "data must be a tensor or NumPy array (N, ...), or a non-empty tuple of them, got "
+            f"{type(data).__name__}"
+        )
+    out = []
+    for i, d in enumerate(parts):
+        if isinstance(d, np.ndarray):
+            if d.dtype.kind not in "biuf":
+                raise ConfigError(f"data[{i}]: expected a numeric array, got dtype {d.dtype}")
+            d = torch.from_numpy(np.ascontiguousarray(d))
+            if d.is_floating_point():
+                d = d.to(torch.get_default_dtype())
+        if not torch.is_tensor(d):
+            raise ConfigError(
+                f"data[{i}]: expected a tensor or NumPy array, got {type(d).__name__}"
+            )
+        if d.ndim == 0:
+            raise ConfigError(f"data[{i}]: expected an array of examples (N, ...), got a scalar")
+        out.append(d)
+    return tuple(out)
 
 
 def _unique(tensors) -> list[torch.Tensor]:

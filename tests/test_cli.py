@@ -138,7 +138,7 @@ def _bad(tmp_path, argv, capsys, expect):
 def test_bad_inputs_give_one_line_and_no_output(tmp_path, capsys):
     (tmp_path / "nan.csv").write_text("1,2\n3,nan\n4,5\n")
     (tmp_path / "ragged.csv").write_text("1,2\n3\n")
-    _bad(tmp_path, ["train", "vae", "--data", str(tmp_path / "nan.csv")], capsys, "row 1")
+    _bad(tmp_path, ["train", "vae", "--data", str(tmp_path / "nan.csv")], capsys, "row 2, column 1")
     _bad(tmp_path, ["train", "vae", "--data", str(tmp_path / "ragged.csv")], capsys, "ragged")
     _bad(
         tmp_path, ["train", "vae", "--data", str(tmp_path / "missing.npy")], capsys, "no such file"

@@ -131,8 +131,13 @@ def test_nan_and_inf_name_the_row(tmp_path):
         load_data(tmp_path / "n.npy")
     p = tmp_path / "inf.csv"
     p.write_text("1,2\n3,inf\n")
-    with pytest.raises(DataValueError, match=r"inf\.csv.*row 1"):
+    # the file's line number and the column, as for a non-numeric cell
+    with pytest.raises(DataValueError, match=r"inf\.csv: row 2, column 1: 'inf' is not a finite"):
         load_data(p)
+    q = tmp_path / "nan.csv"
+    q.write_text("a,b,c6\n1,2,3\n1,2,3\n1,2,nan\n")
+    with pytest.raises(DataValueError, match=r"nan\.csv: row 4, column 'c6': 'nan' is not a fin"):
+        load_data(q)
 
 
 def test_ragged_and_non_numeric_csv(tmp_path):

@@ -197,9 +197,12 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     with pytest.raises(TrainingDivergedError, match="step 13"):
         tr.run(_data(), 50, progress=False, checkpoint_path=tmp_path / "c.pt", checkpoint_every=5)
     state = load_checkpoint(tmp_path / "c.pt")
-    assert state["step"] == 10
+    assert state["step"] == 12  # the last good step is saved, not only the periodic one
     assert all(torch.isfinite(v).all() for v in state["modules"]["model"].values())
     assert torch.isfinite(_params(model, guide)).all()  # the bad step was not applied
+    saved = torch.cat([v.reshape(-1) for v in state["modules"]["model"].values()])
+    here = torch.cat([v.reshape(-1) for v in model.state_dict().values()])
+    assert torch.equal(saved, here)
 
 
 def test_interrupt_saves_the_last_complete_step(tmp_path):

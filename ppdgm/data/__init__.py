@@ -23,11 +23,20 @@ from .dataset import (
     check_likelihood_support,
     check_shape,
     split_fixed,
+    split_validation,
     validate_array,
     validate_labels,
     value_kind,
 )
-from .files import is_idx_path, read_csv, read_idx, read_image_folder, read_npy, read_npz
+from .files import (
+    is_idx_path,
+    read_csv,
+    read_idx,
+    read_image_folder,
+    read_labels,
+    read_npy,
+    read_npz,
+)
 from .toy import TOY_DENSITIES, ToyDensity, toy_density
 
 __all__ = [
@@ -40,6 +49,7 @@ __all__ = [
     "toy_density",
     "ToyDensity",
     "TOY_DENSITIES",
+    "split_validation",
     "validate_array",
     "validate_labels",
     "check_likelihood_support",
@@ -118,6 +128,21 @@ def _labels_file(path: Path) -> Path | None:
     return None
 
 
+def _mnist_test_file(path: Path) -> Path | None:
+    """MNIST's test images (``t10k-...``) beside its training images (``train-...``)."""
+    if not path.name.startswith("train-"):
+        return None
+    cand = path.with_name("t10k-" + path.name[len("train-") :])
+    return cand if cand.is_file() else None
+
+
+def _read_idx_images(path: Path, labels: Path | None) -> tuple[np.ndarray, np.ndarray | None]:
+    x = read_idx(path)
+    x = validate_array(x[:, None] if x.ndim == 3 else x, str(path))
+    lab = labels if labels is not None else _labels_file(path)
+    return x, (read_labels(lab, len(x)) if lab is not None else None)
+
+
 def load_data(
     spec: str | Path,
     labels: str | Path | None = None,
@@ -128,8 +153,10 @@ def load_data(
     Args:
         spec: a name of :data:`BUNDLED` or a path (``.npy``, ``.npz``, ``.csv``, a folder of
             PNGs, an IDX file).
-        labels: optional path to a labels file (``.npy``, IDX); for IDX images a
-            ``*labels-idx1*`` file next to the images is found on its own.
+        labels: optional path to a labels file (``.npy`` of shape (N,), IDX); for IDX images
+            a ``*labels-idx1*`` file next to the images is found on its own. Given MNIST's
+            ``train-images-idx3-ubyte``, the ``t10k-images-idx3-ubyte`` file beside it (and its
+            labels) is the test split.
         label_column: for CSV, the label column's header name or 0-based index.
 
     Raises:
@@ -149,21 +176,41 @@ def load_data(
     if path.is_dir():
         x, y = read_image_folder(path)
     elif is_idx_path(path):
-        x = read_idx(path)
-        x = x[:, None] if x.ndim == 3 else x
-        x = validate_array(x, source)
-        lab = Path(labels) if labels is not None else _labels_file(path)
-        if lab is not None:
-            y = validate_labels(read_idx(lab), len(x), str(lab))
+        x, y = _read_idx_images(path, Path(labels) if labels is not None else None)
+        test = _mnist_test_file(path)
+        if test is not None:
+            xte, yte = _read_idx_images(test, None)
+            if xte.shape[1:] != x.shape[1:]:
+                raise DataFormatError(
+                    f"{test}: test images of shape {xte.shape[1:]} do not match the training "
+                    f"images' {x.shape[1:]} in {path}"
+                )
+            if (y is None) != (yte is None):
+                y = yte = None  # labels for one split only are no use to a labelled model
+            kind, bins = value_kind(np.concatenate([x.reshape(-1), xte.reshape(-1)]))
+            return Dataset(source, x, xte, y, yte, kind, bins, _image_shape(x))
     elif suffix == ".npy":
         x, y = read_npy(path)
     elif suffix == ".npz":
         parts = read_npz(path)
         if "x_train" in parts:
-            xtr, xte = parts["x_train"], parts["x_test"]
-            kind, bins = value_kind(np.concatenate([xtr.reshape(-1), xte.reshape(-1)]))
+            xtr, xte, xva = parts["x_train"], parts["x_test"], parts["x_val"]
+            every = [xtr, xte] + ([xva] if xva is not None else [])
+            kind, bins = value_kind(np.concatenate([a.reshape(-1) for a in every]))
+            if xtr.ndim == 3:
+                xtr, xte = xtr[:, None], xte[:, None]
+                xva = None if xva is None else xva[:, None]
             return Dataset(
-                source, xtr, xte, parts["y_train"], parts["y_test"], kind, bins, _image_shape(xtr)
+                source,
+                xtr,
+                xte,
+                parts["y_train"],
+                parts["y_test"],
+                kind,
+                bins,
+                _image_shape(xtr),
+                x_val=xva,
+                y_val=parts["y_val"],
             )
         x, y = parts["x"], parts["y"]
     elif suffix == ".csv":
@@ -173,10 +220,8 @@ def load_data(
             f"{path}: unknown data format {suffix or '(no extension)'!r}; expected .npy, .npz, "
             ".csv, an IDX file or a folder of PNG images"
         )
-    if labels is not None and not is_idx_path(path):
-        lab = Path(labels)
-        ly = read_idx(lab) if is_idx_path(lab) else read_npy(lab)[0].reshape(-1)
-        y = validate_labels(ly, len(x), str(lab))
+    if labels is not None:
+        y = read_labels(Path(labels), len(x))
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim > 4:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import DataFormatError, DataValueError, ShapeMismatchError
+from ..errors import ConfigError, DataFormatError, DataValueError, ShapeMismatchError
 
 __all__ = [
     "Dataset",
@@ -14,6 +14,7 @@ __all__ = [
     "validate_labels",
     "value_kind",
     "split_fixed",
+    "split_validation",
     "check_likelihood_support",
     "check_shape",
 ]
@@ -22,11 +23,15 @@ __all__ = [
 SPLIT_SEED = 0
 #: Share of examples held out for testing when a file has no split of its own.
 TEST_FRACTION = 0.1
+#: Seed of the permutation that carves the validation split out of the training split.
+VAL_SPLIT_SEED = 1
+#: Default share of the training split held out for validation.
+VAL_FRACTION = 0.1
 
 
 @dataclass
 class Dataset:
-    """A train/test pair of arrays with optional labels.
+    """Train and test arrays (and a validation split once carved) with optional labels.
 
     Attributes:
         name: the bundled name or the path the data came from.
@@ -50,6 +55,9 @@ class Dataset:
     num_bins: int | None = None
     image_shape: tuple[int, ...] | None = None
     true_log_prob: object | None = field(default=None, repr=False)
+    #: (N_val, *shape) validation examples (a file's own, or carved by :func:`split_validation`)
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -137,6 +145,49 @@ def split_fixed(
     if y is None:
         return x[train], x[test], None, None
     return x[train], x[test], y[train], y[test]
+
+
+def split_validation(data: Dataset, val_fraction: float = VAL_FRACTION) -> Dataset:
+    """Carve a validation split out of the training split with a fixed permutation.
+
+    A dataset that already has a validation split of its own (an ``.npz`` with ``x_val``)
+    keeps it. ``val_fraction`` 0 means no validation split. The test split is untouched.
+
+    Args:
+        data: the dataset; not modified.
+        val_fraction: share of the training examples held out, in [0, 1); at least one
+            example is held out when it is positive, and at least one is left for training.
+
+    Returns:
+        a new :class:`Dataset` with ``x_val``/``y_val`` set (None when ``val_fraction`` is 0).
+    """
+    import dataclasses
+
+    if isinstance(val_fraction, bool) or not (
+        isinstance(val_fraction, int | float) and 0 <= val_fraction < 1
+    ):
+        raise ConfigError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
+    if data.x_val is not None:
+        return data
+    n = len(data.x_train)
+    if val_fraction == 0:
+        return dataclasses.replace(data, x_val=None, y_val=None)
+    if n < 2:
+        raise DataFormatError(
+            f"{data.name}: need at least 2 training examples to hold out a validation split, "
+            f"got {n}"
+        )
+    perm = np.random.RandomState(VAL_SPLIT_SEED).permutation(n)
+    n_val = min(n - 1, max(1, int(round(val_fraction * n))))
+    val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    y = data.y_train
+    return dataclasses.replace(
+        data,
+        x_train=data.x_train[train],
+        x_val=data.x_train[val],
+        y_train=None if y is None else y[train],
+        y_val=None if y is None else y[val],
+    )
 
 
 def check_likelihood_support(x: np.ndarray, likelihood: str, source: str, num_bins=None) -> None:

@@ -20,6 +20,7 @@ from .dataset import validate_array, validate_labels
 
 __all__ = [
     "read_npy",
+    "read_labels",
     "read_npz",
     "read_csv",
     "read_csv_columns",
@@ -63,6 +64,23 @@ def read_npy(path: Path) -> tuple[np.ndarray, None]:
     return _xy(_np_load(path, ".npy"), None, str(path))
 
 
+def read_labels(path: Path, n: int) -> np.ndarray:
+    """Read one label per example from a ``.npy`` file (shape (N,) or (N, 1)) or an IDX file."""
+    path = Path(path)
+    if is_idx_path(path):
+        y = read_idx(path)
+    elif path.suffix.lower() == ".npy":
+        y = np.asarray(_np_load(path, ".npy"))
+    else:
+        raise DataFormatError(
+            f"{path}: unknown labels format {path.suffix or '(no extension)'!r}; expected .npy "
+            "or an IDX file"
+        )
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    return validate_labels(y, n, str(path))
+
+
 _NPZ_X = ("x", "X", "data", "images")
 _NPZ_Y = ("y", "Y", "labels", "targets")
 
@@ -70,12 +88,14 @@ _NPZ_Y = ("y", "Y", "labels", "targets")
 def read_npz(path: Path) -> dict[str, np.ndarray | None]:
     """Read a ``.npz`` archive.
 
-    Keys understood: ``x_train``/``x_test`` (+ ``y_train``/``y_test``) for a split of its
-    own, else one of ``x, X, data, images`` (+ ``y, Y, labels, targets``), else the only
-    array in the archive.
+    Keys understood: ``x_train``/``x_test`` (+ ``y_train``/``y_test``, and optionally
+    ``x_val``/``y_val`` for a validation split of its own) for a split of its own, else one
+    of ``x, X, data, images`` (+ ``y, Y, labels, targets``), else the only array in the
+    archive.
 
     Returns:
-        dict with ``x`` and ``y`` or ``x_train``, ``x_test``, ``y_train``, ``y_test``.
+        dict with ``x`` and ``y`` or ``x_train``, ``x_test``, ``y_train``, ``y_test`` (and
+        ``x_val``, ``y_val``, None when absent).
     """
     source = str(path)
     arrays = _np_load(path, ".npz")
@@ -84,17 +104,20 @@ def read_npz(path: Path) -> dict[str, np.ndarray | None]:
     if "x_train" in arrays:
         if "x_test" not in arrays:
             raise DataFormatError(f"{path}: has 'x_train' but no 'x_test'")
-        out = {}
-        for part in ("train", "test"):
+        if "y_val" in arrays and "x_val" not in arrays:
+            raise DataFormatError(f"{path}: has 'y_val' but no 'x_val'")
+        out = {"x_val": None, "y_val": None}
+        parts = ("train", "test", "val") if "x_val" in arrays else ("train", "test")
+        for part in parts:
             x, y = _xy(arrays[f"x_{part}"], arrays.get(f"y_{part}"), f"{source}[x_{part}]")
             out[f"x_{part}"], out[f"y_{part}"] = x, y
-        if out["x_train"].shape[1:] != out["x_test"].shape[1:]:
-            raise DataFormatError(
-                f"{path}: x_train examples have shape {out['x_train'].shape[1:]} but x_test "
-                f"examples have shape {out['x_test'].shape[1:]}"
-            )
-        if (out["y_train"] is None) != (out["y_test"] is None):
-            raise DataFormatError(f"{path}: labels given for only one of train/test")
+            if out["x_train"].shape[1:] != x.shape[1:]:
+                raise DataFormatError(
+                    f"{path}: x_train examples have shape {out['x_train'].shape[1:]} but x_{part} "
+                    f"examples have shape {x.shape[1:]}"
+                )
+        if len({out[f"y_{part}"] is None for part in parts}) > 1:
+            raise DataFormatError(f"{path}: labels given for only some of {'/'.join(parts)}")
         return out
     xkey = next((k for k in _NPZ_X if k in arrays), None)
     if xkey is None:
@@ -206,17 +229,23 @@ def read_csv(
         else:
             label_idx = header.index(label_column)
     elif header is not None:
-        label_idx = next((header.index(n) for n in LABEL_COLUMN_NAMES if n in header), None)
+        lowered = [h.lower() for h in header]
+        label_idx = next((lowered.index(n) for n in LABEL_COLUMN_NAMES if n in lowered), None)
     values = np.empty((len(rows), width), dtype=np.float64)
     for i, r in enumerate(rows):
         for j, c in enumerate(r):
             try:
                 values[i, j] = float(c)
             except ValueError:
-                col = f"{header[j]!r}" if header is not None else str(j)
-                raise DataFormatError(
-                    f"{path}: row {i + first_line}, column {col}: {c!r} is not a number"
-                ) from None
+                error, problem = DataFormatError, f"{c!r} is not a number"
+            else:
+                if np.isfinite(values[i, j]):
+                    continue
+                error = DataValueError
+                problem = f"{c.strip()!r} is not a finite number; NaN and inf are not allowed"
+            # one convention for every cell: the file's line number and the column's name
+            col = f"{header[j]!r}" if header is not None else str(j)
+            raise error(f"{path}: row {i + first_line}, column {col}: {problem}")
     y = None
     if label_idx is not None:
         y = values[:, label_idx]

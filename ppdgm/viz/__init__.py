@@ -195,14 +195,21 @@ def plot_latents(
 
 
 def plot_curves(
-    history: dict, path=None, ylabel: str = "loss (nats per example)", eval_label: str = "test"
+    history: dict,
+    path=None,
+    ylabel: str = "loss (nats per example)",
+    eval_label: str = "validation",
+    best_step: int | None = None,
 ):
-    """Training loss (and the evaluation metric, if any) against step."""
+    """Training loss (and the validation loss, if any) against step; ``best_step`` marks the
+    selected step."""
     fig, ax = plt.subplots(figsize=(6, 4))
     if history.get("step"):
         ax.plot(history["step"], history["loss"], label="train", lw=1)
     if history.get("eval_step"):
         ax.plot(history["eval_step"], history["eval"], "o-", ms=3, label=eval_label)
+    if best_step is not None:
+        ax.axvline(best_step, color="0.4", ls="--", lw=1, label=f"selected (step {best_step})")
     loss = np.asarray(history.get("loss", []), dtype=float)
     if loss.size > 10:  # the first steps' loss would squash the rest of the curve
         lo, hi = np.percentile(loss, 0), np.percentile(loss, 95)
@@ -270,6 +277,9 @@ def plot_ppc(idata, path: str | Path | None = None, num_pp_samples: int = 100, s
     """Posterior predictive check: the observed data's density against replicated draws."""
     import arviz as az
 
+    pp = idata.posterior_predictive
+    # ArviZ refuses more replicated draws than there are
+    num_pp_samples = max(1, min(num_pp_samples, pp.sizes["chain"] * pp.sizes["draw"]))
     with az.rc_context({"plot.max_subplots": 4 * _MAX_PANELS}):
         axes = az.plot_ppc(idata, num_pp_samples=num_pp_samples, random_seed=seed)
     fig = _figure_of(axes)
