@@ -28,7 +28,9 @@ def centered(sigma, y=None):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--steps", type=int, default=1000, help="warmup = draws per chain")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

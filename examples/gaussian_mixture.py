@@ -15,7 +15,9 @@ from ppdgm.models import classical
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--steps", type=int, default=500, help="NUTS warmup = draws")
     ap.add_argument("--components", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)

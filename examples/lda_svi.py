@@ -19,7 +19,9 @@ VOCAB = [
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--steps", type=int, default=3000, help="SVI steps")
     ap.add_argument("--docs", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)

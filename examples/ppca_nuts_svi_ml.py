@@ -27,7 +27,9 @@ def _covariances(idata):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--steps", type=int, default=1000, help="NUTS warmup = draws; SVI steps x2")
     ap.add_argument("--points", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)

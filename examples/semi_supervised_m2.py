@@ -20,7 +20,9 @@ from ppdgm.train import Trainer
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--labelled", type=int, default=100, help="how many training labels to keep")
     ap.add_argument("--seed", type=int, default=0)

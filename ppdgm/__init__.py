@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from . import errors
-from .estimators import VAE
-from .train import Trainer
+import warnings
+
+# ArviZ 0.2x announces its coming refactor on every import; it says nothing about a result
+warnings.filterwarnings(
+    "ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning
+)
+
+from . import errors  # noqa: E402
+from .estimators import VAE  # noqa: E402
+from .train import Trainer  # noqa: E402
 
 __version__ = "0.1.0"
 

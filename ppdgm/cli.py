@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._utils import atomic_path, atomic_write, write_json
+from ._utils import atomic_write, current_umask, write_json
 from .errors import ConfigError, DataError, PpdgmError, TrainingDivergedError
 
 __all__ = ["main", "build_parser", "MODELS"]
@@ -23,7 +23,7 @@ MODELS = {
 CHECKPOINT, BEST, CONFIG, METRICS = "checkpoint.pt", "best.pt", "config.json", "metrics.json"
 EVALUATION = "evaluation.json"
 #: options of ``train`` that a resumed run takes from the command line (the rest must match)
-RESUME_HONOURED = ("steps", "lr", "early_stopping", "eval_every", "checkpoint_every")
+RESUME_HONOURED = ("steps", "lr", "early_stopping", "eval_every", "checkpoint_every", "iwae_k")
 AUTO_LIKELIHOOD = {
     "binary": "bernoulli",
     "integer": "discretized_logistic",
@@ -206,13 +206,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         args.given = _given_options(parser, sys.argv[1:] if argv is None else argv)
     try:
-        return {
+        code = {
             "train": _train,
             "sample": _sample,
             "evaluate": _evaluate,
             "infer": _infer,
             "list": _list,
         }[args.command](args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
     except PpdgmError as e:
         print(f"ppdgm: error: {e}", file=sys.stderr)
         return 1
@@ -419,9 +421,10 @@ def _train(args) -> int:
         )
         return 130
     except TrainingDivergedError as e:
+        lr = f"{cfg['lr'] / 10:g}"
         raise TrainingDivergedError(
-            f"{e}; the last good state is kept in {ckpt}; continue it with a smaller learning "
-            f"rate: `ppdgm train {args.model} --out {out} --resume --lr {cfg['lr'] / 10:g}`"
+            f"{e}; the last good state is kept in {ckpt}: start over with a smaller learning "
+            f"rate (--overwrite --lr {lr}) or continue from it (--resume --lr {lr})"
         ) from None
     seconds = time.perf_counter() - t0
     _check_data(vae, data, str(cfg["data"]))
@@ -664,11 +667,12 @@ def _infer(args) -> int:
     seconds = time.perf_counter() - start
     import arviz as az
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # one chain of draws from a guide has no R-hat or ESS to report
+    from .inference.posterior import quiet_arviz
+
+    # draws from a guide have no R-hat or ESS to report
+    with quiet_arviz():
         summary = az.summary(idata, kind="all" if args.method != "svi" else "stats")
-    written = _write_infer_outputs(idata, summary, out, args.seed)
+        written = _write_infer_outputs(idata, summary, out, args.seed)
     print(summary.to_string())
     for w in caught:
         if issubclass(w.category, ConvergenceWarning):
@@ -682,29 +686,39 @@ def _infer(args) -> int:
 
 
 def _write_infer_outputs(idata, summary, out: Path, seed: int) -> list[str]:
-    """Write the result files, each atomically; results of an earlier run are removed
-    first, so that a failure part-way never leaves old and new files side by side."""
+    """Write the result files into a temporary folder beside ``out`` and move them in only
+    when every one was written: a failure part-way leaves the earlier results as they were,
+    never a mix of old and new files."""
+    import shutil
+    import tempfile
     import warnings
 
     from . import viz
 
     out.mkdir(parents=True, exist_ok=True)
-    for name in INFER_FILES:
-        (out / name).unlink(missing_ok=True)
-    with atomic_path(out / "posterior.nc") as tmp:
-        idata.to_netcdf(str(tmp))
-    with atomic_write(out / "summary.csv", "w") as fh:
-        summary.to_csv(fh)
-    written = ["posterior.nc", "summary.csv", "trace.png", "rank.png"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        viz.plot_trace(idata, out / "trace.png")
-        viz.plot_rank(idata, out / "rank.png")
-        if "posterior_predictive" in idata.groups() and "observed_data" in idata.groups():
-            viz.plot_ppc(idata, out / "ppc.png", seed=seed)
-            written.append("ppc.png")
-        else:
-            print("the model has no observed sites: no ppc.png", file=sys.stderr)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        idata.to_netcdf(str(tmp / "posterior.nc"))
+        with open(tmp / "summary.csv", "w") as fh:
+            summary.to_csv(fh)
+        written = ["posterior.nc", "summary.csv", "trace.png", "rank.png"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            viz.plot_trace(idata, tmp / "trace.png")
+            viz.plot_rank(idata, tmp / "rank.png")
+            if "posterior_predictive" in idata.groups() and "observed_data" in idata.groups():
+                viz.plot_ppc(idata, tmp / "ppc.png", seed=seed)
+                written.append("ppc.png")
+            else:
+                print("the model has no observed sites: no ppc.png", file=sys.stderr)
+        mode = 0o666 & ~current_umask()
+        for name in INFER_FILES:
+            (out / name).unlink(missing_ok=True)
+        for name in written:
+            (tmp / name).chmod(mode)
+            (tmp / name).replace(out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return written
 
 

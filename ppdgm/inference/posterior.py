@@ -8,6 +8,7 @@ log-likelihood of the observed sites and a posterior predictive draw.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import warnings
@@ -366,6 +367,25 @@ def constant_arguments(model: Callable, args: tuple, kwargs: Mapping[str, Any], 
     return out
 
 
+@contextlib.contextmanager
+def quiet_arviz():
+    """Silence ArviZ's log and warnings for the block: its shape warning for a single chain
+    (no R-hat, reported as NaN) and its notices are not about the user's results."""
+    import logging
+
+    import arviz as az
+
+    log = getattr(az, "_log", None) or logging.getLogger("arviz")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
+
+
 def check_diagnostics(
     idata, *, rhat_threshold: float = 1.01, min_ess_per_chain: float = 100.0
 ) -> list[str]:
@@ -379,8 +399,7 @@ def check_diagnostics(
     post = idata.posterior
     num_chains = post.sizes["chain"]
     messages = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet_arviz():
         ess = az.ess(post, method="bulk")
         rhat = az.rhat(post) if num_chains > 1 else None
     if rhat is not None:
