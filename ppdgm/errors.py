@@ -15,6 +15,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "TrainingDivergedError",
+    "ModelError",
     "ConvergenceWarning",
 ]
 
@@ -49,6 +50,10 @@ class ConfigError(PpdgmError, ValueError):
 
 class TrainingDivergedError(PpdgmError, FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+class ModelError(PpdgmError):
+    """A user's model program failed when run (the message names the model and the site)."""
 
 
 class ConvergenceWarning(UserWarning):

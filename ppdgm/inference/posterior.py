@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, ConvergenceWarning
+from ..errors import ConfigError, ConvergenceWarning, ModelError, PpdgmError
 
 __all__ = [
     "SiteInfo",
     "build_inference_data",
     "check_diagnostics",
+    "init_strategy",
     "model_sites",
     "pointwise",
     "posterior_predictive",
@@ -42,6 +43,7 @@ class SiteInfo:
         event_dim: the number of trailing event dimensions.
         dims: a name for each axis of the value: the plate's name where the axis is a
             plate of that size, else ``"{name}_dim_{i}"``.
+        plate_nesting: how many batch dimensions the site's plates use (its deepest plate).
     """
 
     name: str
@@ -49,6 +51,7 @@ class SiteInfo:
     shape: tuple[int, ...]
     event_dim: int
     dims: list[str]
+    plate_nesting: int = 0
 
     @property
     def batch_dims(self) -> list[str]:
@@ -96,32 +99,136 @@ def _to_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def _pyro_init_to_uniform(site, radius: float = 2.0):
+    """Pyro's ``init_to_uniform`` without drawing from the distribution, which an improper
+    prior (``ImproperUniform``) cannot do: uniform in (-radius, radius) on the real line,
+    mapped to the site's support."""
+    import torch
+    from torch.distributions import biject_to
+
+    fn = site["fn"]
+    if fn.support.is_discrete:
+        return fn.sample().detach()
+    t = biject_to(fn.support)
+    shape = t.inverse_shape(fn.shape())
+    value = t(torch.rand(shape, dtype=torch.get_default_dtype()) * (2 * radius) - radius)
+    value = value.detach()
+    value._pyro_custom_init = False
+    return value
+
+
+def init_strategy(backend: str, values: Mapping[str, Any] | None = None):
+    """The backend's initialization: the given ``values`` by site name (NumPy arrays), the
+    other continuous latents uniform in [-2, 2] on the unconstrained scale. Works for
+    improper priors, which cannot be sampled."""
+    values = dict(values or {})
+    if backend == "numpyro":
+        import jax.numpy as jnp
+        from numpyro.infer import init_to_uniform, init_to_value
+
+        if not values:
+            return init_to_uniform
+        return init_to_value(values={k: jnp.asarray(v) for k, v in values.items()})
+    import torch
+    from pyro.infer.autoguide.initialization import init_to_value
+
+    dtype = torch.get_default_dtype()
+    tensors = {
+        k: torch.as_tensor(np.asarray(v), dtype=dtype if np.asarray(v).dtype.kind == "f" else None)
+        for k, v in values.items()
+    }
+    return init_to_value(values=tensors, fallback=_pyro_init_to_uniform)
+
+
+class _LastSite:
+    """Remembers the name of the last sample site a model reached."""
+
+    name: str | None = None
+
+
+def _site_recorder(backend: str, last: _LastSite):
+    if backend == "numpyro":
+        from numpyro.primitives import Messenger
+
+        class Record(Messenger):
+            def process_message(self, msg):
+                if msg["type"] in ("sample", "deterministic"):
+                    last.name = msg["name"]
+
+        return Record()
+    from pyro.poutine.messenger import Messenger
+
+    class RecordPyro(Messenger):
+        def _process_message(self, msg):
+            if msg["type"] == "sample":
+                last.name = msg["name"]
+
+    return RecordPyro()
+
+
 def model_sites(
-    model: Callable, args: tuple, kwargs: Mapping[str, Any], backend: str, seed: int = 0
+    model: Callable,
+    args: tuple,
+    kwargs: Mapping[str, Any],
+    backend: str,
+    seed: int = 0,
+    init_values: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, SiteInfo], dict[str, np.ndarray]]:
-    """Trace ``model(*args, **kwargs)`` once, drawing latents from the prior.
+    """Trace ``model(*args, **kwargs)`` once, at the sampler's kind of initial values.
+
+    Latents take ``init_values`` where given, else a uniform draw on the unconstrained scale
+    (never a draw from the prior, which an improper prior cannot give).
 
     Returns:
         ``(sites, observed)``: every sample/deterministic site in execution order, and the
         values of the observed sites (the data).
+
+    Raises:
+        ModelError: the model failed while being traced; the message names the model and the
+            last site it reached.
     """
     from .backend import use_backend
 
-    with use_backend(backend):
-        if backend == "numpyro":
-            import jax
-            from numpyro import handlers
+    strategy = init_strategy(backend, init_values)
+    last = _LastSite()
+    try:
+        with use_backend(backend):
+            if backend == "numpyro":
+                import jax
+                from numpyro import handlers
 
-            tr = handlers.trace(handlers.seed(model, jax.random.PRNGKey(seed))).get_trace(
-                *args, **kwargs
-            )
-        else:
-            import pyro.poutine as poutine
-            import torch
+                tr = handlers.trace(
+                    handlers.substitute(
+                        handlers.seed(
+                            _site_recorder(backend, last)(model), jax.random.PRNGKey(seed)
+                        ),
+                        substitute_fn=strategy,
+                    )
+                ).get_trace(*args, **kwargs)
+            else:
+                import pyro.poutine as poutine
+                import torch
+                from pyro.infer.autoguide.initialization import InitMessenger
 
-            with torch.random.fork_rng(), torch.no_grad():
-                torch.manual_seed(seed)
-                tr = poutine.trace(model).get_trace(*args, **kwargs).nodes
+                with torch.random.fork_rng(), torch.no_grad():
+                    torch.manual_seed(seed)
+                    with (
+                        poutine.trace() as tracer,
+                        InitMessenger(strategy),
+                        _site_recorder(backend, last),
+                    ):
+                        model(*args, **kwargs)
+                    tr = tracer.trace.nodes
+    except PpdgmError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure of the user's program is reported
+        name = getattr(model, "__qualname__", None) or type(model).__name__
+        where = f"at or after site {last.name!r}" if last.name else "before its first site"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ModelError(
+            f"the model {name} failed {where} when traced on the {backend} backend: "
+            f"{type(e).__name__}: {first}"
+        ) from e
     sites, observed = {}, {}
     for name, site in tr.items():
         kind = _classify(site, backend)
@@ -137,8 +244,10 @@ def model_sites(
             event_dim = 0
         else:
             shape = value.shape
-        dims = _dims(name, shape, event_dim, site.get("cond_indep_stack", ()))
-        sites[name] = SiteInfo(name, kind, tuple(shape), event_dim, dims)
+        frames = site.get("cond_indep_stack", ())
+        dims = _dims(name, shape, event_dim, frames)
+        nesting = max((-f.dim for f in frames if f.dim is not None), default=0)
+        sites[name] = SiteInfo(name, kind, tuple(shape), event_dim, dims, nesting)
         if kind == "observed":
             observed[name] = value
     if not any(s.kind == "latent" for s in sites.values()):

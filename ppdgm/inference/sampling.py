@@ -22,6 +22,7 @@ from .posterior import (
     build_inference_data,
     check_diagnostics,
     constant_arguments,
+    init_strategy,
     model_sites,
     pointwise,
 )
@@ -38,25 +39,6 @@ _NUMPYRO_FIELDS = (
     "adapt_state.step_size",
     "potential_energy",
 )
-
-
-def init_strategy(values: Mapping[str, np.ndarray], backend: str):
-    """The backend's ``init_to_value`` strategy for the given starting values."""
-    if backend == "numpyro":
-        import jax.numpy as jnp
-        from numpyro.infer import init_to_value
-
-        return init_to_value(values={k: jnp.asarray(v) for k, v in values.items()})
-    import torch
-    from pyro.infer.autoguide.initialization import init_to_value
-
-    dtype = torch.get_default_dtype()
-    return init_to_value(
-        values={
-            k: torch.as_tensor(v, dtype=dtype if v.dtype.kind == "f" else None)
-            for k, v in values.items()
-        }
-    )
 
 
 def _positional_names(model: Callable) -> list[str]:
@@ -182,12 +164,15 @@ class MCMC:
             sampler (compilation included on a first run).
         """
         bargs, bkwargs = self._convert(args, kwargs)
-        sites, observed = model_sites(self.model, bargs, bkwargs, self.backend, seed)
+        sites, observed = model_sites(
+            self.model, bargs, bkwargs, self.backend, seed, self.init_values
+        )
         start = time.perf_counter()
         if self.backend == "numpyro":
             draws, stats = self._run_numpyro(bargs, bkwargs, seed)
         else:
-            draws, stats = self._run_pyro(bargs, bkwargs, seed)
+            nesting = max((s.plate_nesting for s in sites.values()), default=0)
+            draws, stats = self._run_pyro(bargs, bkwargs, seed, nesting)
         self.timings_ = {"sampling": time.perf_counter() - start}
         start = time.perf_counter()
         chains, num = self.num_chains, self.num_samples
@@ -235,7 +220,7 @@ class MCMC:
                 cls = NUTS if self.kernel == "nuts" else HMC
                 kernel_kwargs = dict(self.kernel_kwargs)
                 if self.init_values:
-                    kernel_kwargs["init_strategy"] = init_strategy(self.init_values, "numpyro")
+                    kernel_kwargs["init_strategy"] = init_strategy("numpyro", self.init_values)
                 self._sampler = MCMC(
                     cls(self.model, **kernel_kwargs),
                     num_warmup=self.num_warmup,
@@ -264,14 +249,16 @@ class MCMC:
         }
         return draws, stats
 
-    def _run_pyro(self, args, kwargs, seed):
+    def _run_pyro(self, args, kwargs, seed, max_plate_nesting: int):
         import torch
         from pyro.infer.mcmc import HMC, MCMC, NUTS
 
         cls = NUTS if self.kernel == "nuts" else HMC
         kernel_kwargs = dict(self.kernel_kwargs)
-        if self.init_values:
-            kernel_kwargs["init_strategy"] = init_strategy(self.init_values, "pyro")
+        # Pyro's default init, and its guess of the plate nesting, draw from the prior, which
+        # an improper prior cannot do; the nesting is known from the model's trace
+        kernel_kwargs.setdefault("init_strategy", init_strategy("pyro", self.init_values))
+        kernel_kwargs.setdefault("max_plate_nesting", max_plate_nesting)
         per_chain, stats = [], []
         with use_backend("pyro"):
             for chain in range(self.num_chains):
