@@ -182,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="a scalar argument of the model (repeatable), e.g. --arg num_components=3",
     )
+    i.add_argument(
+        "--matrix",
+        action="append",
+        default=[],
+        metavar="NAME=COLS",
+        help="join CSV columns into one (N, k) matrix argument (repeatable): NAME=a,b,c, or "
+        "NAME=* for every column that names no argument, e.g. --matrix X=*",
+    )
     i.add_argument("--method", default="nuts", choices=["nuts", "hmc", "svi"])
     i.add_argument("--backend", default="numpyro", choices=["numpyro", "pyro"])
     i.add_argument("--chains", type=_positive(int), default=4)
@@ -604,7 +612,7 @@ def _scalar_args(items: list[str]) -> dict[str, Any]:
 
 
 def _infer(args) -> int:
-    from .inference.user import as_call, bind_columns, load_function
+    from .inference.user import as_call, bind_columns, gather_matrices, load_function
 
     fn = load_function(args.model)
     extra = _scalar_args(args.arg)
@@ -616,6 +624,10 @@ def _infer(args) -> int:
         if not path.is_file():
             raise DataError(f"data file {path} does not exist")
         columns = read_csv_columns(path)
+    if args.matrix:
+        if args.data is None:
+            raise ConfigError("--matrix needs --data (a CSV whose columns it joins)")
+        columns = gather_matrices(fn, columns, args.matrix, args.data)
     call_args, kwargs = as_call(fn, bind_columns(fn, columns, args.data or "(no --data)", extra))
     out = Path(args.out) if args.out else Path("runs") / fn.__name__
     existing = [name for name in INFER_FILES if (out / name).exists()]

@@ -187,3 +187,37 @@ def test_infer_unknown_option_values_exit_2(files, capsys):
             _infer(files, *extra)
         assert e.value.code == 2
         assert "ppdgm: error:" in capsys.readouterr().err
+
+
+def test_matrix_argument_from_columns(tmp_path, capsys):
+    """`--matrix x=a,b` joins columns into the design matrix of a regression, in the order
+    given; `x=*` takes every column that names no argument."""
+    (tmp_path / "reg.py").write_text(
+        "from ppdgm.models.classical import linear_regression  # noqa: F401\n"
+    )
+    rng = np.random.default_rng(0)
+    a, b, c = rng.normal(size=(3, 40))
+    y = 2.0 * a - 1.0 * b + 0.5 * c + 0.1 * rng.normal(size=40)
+    rows = "\n".join(f"{u},{v},{w},{t}" for u, v, w, t in zip(a, b, c, y, strict=True))
+    (tmp_path / "d.csv").write_text("a,b,c,y\n" + rows + "\n")
+    base = ["infer", f"{tmp_path / 'reg.py'}:linear_regression", "--data",
+            str(tmp_path / "d.csv"), "--arg", "noise=0.1", "--no-progress", "--method", "svi",
+            "--steps", "1500", "--samples", "200"]  # fmt: skip
+
+    def coefs(spec, out):
+        assert main([*base, "--matrix", spec, "--out", str(tmp_path / out)]) == 0
+        import arviz as az
+
+        post = az.from_netcdf(tmp_path / out / "posterior.nc").posterior
+        name = next(k for k in post.data_vars if post[k].ndim == 3)
+        return post[name].mean(("chain", "draw")).values
+
+    np.testing.assert_allclose(coefs("x=*", "all"), [2.0, -1.0, 0.5], atol=0.15)
+    np.testing.assert_allclose(coefs("x=c,b,a", "order"), [0.5, -1.0, 2.0], atol=0.15)
+    capsys.readouterr()
+    assert main([*base, "--matrix", "x=a,nope", "--out", str(tmp_path / "bad")]) == 1
+    err = capsys.readouterr().err
+    assert "--matrix x: no column 'nope'" in err and "d.csv" in err
+    assert main([*base, "--matrix", "x=a,b", "--out", str(tmp_path / "bad")]) == 1
+    assert "column 'c' matches no argument" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataFormatError
 
-__all__ = ["load_function", "bind_columns", "as_call"]
+__all__ = ["load_function", "bind_columns", "gather_matrices", "as_call"]
 
 
 def load_function(spec: str) -> Callable:
@@ -100,6 +100,64 @@ def bind_columns(
             f"{', '.join(repr(m) for m in missing)} of {sig}"
         )
     return {**columns, **extra}
+
+
+def gather_matrices(
+    fn: Callable, columns: Mapping[str, np.ndarray], specs: list[str], source: str
+) -> dict[str, np.ndarray]:
+    """Join CSV columns into matrix arguments: each spec is ``NAME=COL1,COL2,...`` (the
+    columns in that order) or ``NAME=*`` (every column that names no argument of ``fn`` and
+    is in no other matrix, in file order).
+
+    Returns:
+        the columns with those joined removed and each matrix, shape ``(N, k)`` float64, added.
+
+    Raises:
+        ConfigError: a malformed spec; DataFormatError: a column that is not in the file, a
+            column in two matrices, a matrix named like a column, or ``*`` with no column left.
+    """
+    out = dict(columns)
+    params = {p.name for p in inspect.signature(fn).parameters.values()}
+    parsed: list[tuple[str, list[str] | None]] = []
+    for spec in specs:
+        name, sep, cols = spec.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier() or not cols.strip():
+            raise ConfigError(f"--matrix {spec!r}: expected NAME=COL1,COL2,... or NAME=*")
+        if cols.strip() == "*":
+            parsed.append((name, None))
+        else:
+            parsed.append((name, [c.strip() for c in cols.split(",") if c.strip()]))
+    if sum(cols is None for _, cols in parsed) > 1:
+        raise ConfigError("--matrix: only one matrix can take the remaining columns (=*)")
+    taken: dict[str, str] = {}
+    for name, cols in parsed:
+        if name in columns:
+            raise DataFormatError(f"{source}: --matrix {name} is also the name of a column")
+        for c in cols or []:
+            if c not in columns:
+                raise DataFormatError(
+                    f"{source}: --matrix {name}: no column {c!r} (columns: {', '.join(columns)})"
+                )
+            if c in taken:
+                raise DataFormatError(
+                    f"{source}: column {c!r} is in two matrices ({taken[c]} and {name})"
+                )
+            taken[c] = name
+    for name, cols in parsed:
+        if cols is None:
+            cols = [c for c in columns if c not in taken and c not in params]
+            if not cols:
+                raise DataFormatError(
+                    f"{source}: --matrix {name}=* found no column left over (every column "
+                    "names an argument or is in another matrix)"
+                )
+            for c in cols:
+                taken[c] = name
+        out[name] = np.stack([np.asarray(columns[c], dtype=np.float64) for c in cols], axis=1)
+    for c in taken:
+        out.pop(c, None)
+    return out
 
 
 def as_call(fn: Callable, kwargs: Mapping[str, Any]) -> tuple[tuple, dict[str, Any]]:
