@@ -212,6 +212,9 @@ class MCMC:
         import jax
         from numpyro.infer import HMC, MCMC, NUTS
 
+        from ._jax import enable_compilation_cache, progress_kernel
+
+        enable_compilation_cache()
         with use_backend("numpyro"):
             if self._sampler is None:
                 method = self.chain_method or (
@@ -221,21 +224,38 @@ class MCMC:
                 kernel_kwargs = dict(self.kernel_kwargs)
                 if self.init_values:
                     kernel_kwargs["init_strategy"] = init_strategy("numpyro", self.init_values)
+                kernel = cls(self.model, **kernel_kwargs)
+                if self.progress_bar:
+                    # compiled whole, with a host callback 20 times per chain: NumPyro's own
+                    # single-chain bar steps the sampler from Python, at a cost per draw
+                    steps = self.num_warmup + self.num_samples
+                    kernel = progress_kernel(kernel, self.num_chains * steps, max(1, steps // 20))
                 self._sampler = MCMC(
-                    cls(self.model, **kernel_kwargs),
+                    kernel,
                     num_warmup=self.num_warmup,
                     num_samples=self.num_samples,
                     num_chains=self.num_chains,
                     chain_method=method,
-                    progress_bar=self.progress_bar,
+                    progress_bar=False,
                 )
             sampler = self._sampler
-            sampler.run(jax.random.PRNGKey(seed), *args, extra_fields=_NUMPYRO_FIELDS, **kwargs)
-            draws = {
-                k: np.asarray(v)
-                for k, v in sampler.get_samples(group_by_chain=True).items()
-                if not k.startswith("_")
-            }
+            bar = sampler.sampler if self.progress_bar else None
+            if bar is not None:
+                bar.open()
+            completed = False
+            try:
+                sampler.run(
+                    jax.random.PRNGKey(seed), *args, extra_fields=_NUMPYRO_FIELDS, **kwargs
+                )
+                draws = {
+                    k: np.asarray(v)
+                    for k, v in sampler.get_samples(group_by_chain=True).items()
+                    if not k.startswith("_")
+                }
+                completed = True
+            finally:
+                if bar is not None:
+                    bar.close(completed)
             extra = {k: np.asarray(v) for k, v in sampler.get_extra_fields(True).items()}
         n_steps = extra["num_steps"]
         stats = {
