@@ -19,7 +19,16 @@ The NumPyro-based methods are run ``--repeats`` times, interleaved (order altern
 with different seeds, after one short unmeasured run each; the median ESS/s is reported.
 Ratios are to plain NumPyro.
 
-    python benchmarks/nuts.py [--repeats 3] [--skip-pyro] [--skip-pymc]
+End to end, equal output: the wall time from the model and NumPy data to an ArviZ
+``InferenceData`` with posterior, pointwise log-likelihood and posterior predictive:
+plain NumPyro is ``MCMC.run`` + ``Predictive`` + ``az.from_numpyro``; ppdgm is
+``ppdgm.inference.mcmc`` (which also computes its convergence checks), with its progress
+bar off and on. Compilation is included on both sides and JAX's persistent cache is off for
+these rows, so each run compiles as a first run in a new process would. Last, the
+persistent cache: ``ppdgm.inference.mcmc`` on eight schools in two new processes in turn,
+sharing a fresh cache folder, against plain NumPyro in a new process.
+
+    python benchmarks/nuts.py [--repeats 3] [--skip-pyro] [--skip-pymc] [--skip-e2e]
 """
 
 from __future__ import annotations
@@ -195,6 +204,105 @@ def run_numpyro(model, args, kwargs, seed, warmup, samples):
     }
 
 
+def run_numpyro_e2e(model, args, kwargs, seed, warmup, samples):
+    import arviz as az
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer import MCMC, NUTS, Predictive
+
+    start = time.perf_counter()
+    jargs = tuple(jnp.asarray(a) for a in args)
+    jkwargs = {k: jnp.asarray(v) for k, v in kwargs.items()}
+    mcmc = MCMC(NUTS(model), num_warmup=warmup, num_samples=samples, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(seed), *jargs, **jkwargs)
+    pp = Predictive(model, mcmc.get_samples())(jax.random.PRNGKey(seed + 1), *jargs)
+    idata = az.from_numpyro(mcmc, posterior_predictive=pp)
+    assert {"posterior", "log_likelihood", "posterior_predictive"} <= set(idata.groups())
+    return time.perf_counter() - start
+
+
+def run_ppdgm_e2e(model, args, kwargs, seed, warmup, samples, progress):
+    import ppdgm.inference as inf
+
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = inf.mcmc(
+            model,
+            *args,
+            num_warmup=warmup,
+            num_samples=samples,
+            num_chains=1,
+            seed=seed,
+            progress_bar=progress,
+            **kwargs,
+        )
+    assert {"posterior", "log_likelihood", "posterior_predictive"} <= set(idata.groups())
+    return time.perf_counter() - start
+
+
+_PROCESS = """
+import sys, time
+t0 = time.perf_counter()
+import warnings; warnings.simplefilter("ignore")
+import numpy as np
+y = np.array([28, 8, -3, 7, -1, 1, 18, 12.0]); sigma = np.array([15, 10, 16, 11, 9, 11, 10, 18.0])
+import jax, jax.numpy as jnp, arviz as az
+import numpyro, numpyro.distributions as dist
+from numpyro.infer import MCMC, NUTS, Predictive
+if sys.argv[1] == "ppdgm":
+    import ppdgm.inference as inf
+    from ppdgm.models.classical import eight_schools
+    t1 = time.perf_counter()
+    inf.mcmc(eight_schools, sigma, y=y, num_chains=1, progress_bar=False, seed=0)
+else:
+    def eight_schools(sigma, y=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+        tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
+        with numpyro.plate("school", len(sigma)):
+            theta_raw = numpyro.sample("theta_raw", dist.Normal(0.0, 1.0))
+            numpyro.deterministic("theta", mu + tau * theta_raw)
+            numpyro.sample("y", dist.Normal(mu + tau * theta_raw, sigma), obs=y)
+    t1 = time.perf_counter()
+    m = MCMC(NUTS(eight_schools), num_warmup=1000, num_samples=1000, progress_bar=False)
+    m.run(jax.random.PRNGKey(0), jnp.asarray(sigma), y=jnp.asarray(y))
+    pp = Predictive(eight_schools, m.get_samples())(jax.random.PRNGKey(1), jnp.asarray(sigma))
+    az.from_numpyro(m, posterior_predictive=pp)
+print(time.perf_counter() - t1, time.perf_counter() - t0)
+"""
+
+
+def run_processes(repeats: int) -> None:
+    """Eight schools in new processes: plain NumPyro; ppdgm with a fresh cache (first run)
+    and again with that cache (second run). Seconds from the imports done to the result,
+    and in brackets the whole process including imports."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    def one(kind, env):
+        out = subprocess.run(
+            [sys.executable, "-c", _PROCESS, kind], env=env, capture_output=True, text=True
+        )
+        if out.returncode:
+            raise RuntimeError(out.stderr[-2000:])
+        return tuple(float(v) for v in out.stdout.split()[-2:])
+
+    rows = {"numpyro, new process": [], "ppdgm, first run": [], "ppdgm, second run": []}
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "PPDGM_CACHE_DIR": cache, "PPDGM_JAX_CACHE": "1"}
+            rows["numpyro, new process"].append(one("numpyro", env))
+            rows["ppdgm, first run"].append(one("ppdgm", env))
+            rows["ppdgm, second run"].append(one("ppdgm", env))
+    print("\neight schools end to end in a new process (median of", repeats, "), seconds:")
+    for name, runs in rows.items():
+        run_s = statistics.median(r[0] for r in runs)
+        whole = statistics.median(r[1] for r in runs)
+        print(f"{name:22s} {run_s:6.2f}  (whole process {whole:.2f})")
+
+
 def run_pyro(model, args, kwargs, seed, warmup, samples):
     import pyro
     import torch
@@ -254,7 +362,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--skip-pyro", action="store_true")
     parser.add_argument("--skip-pymc", action="store_true")
+    parser.add_argument("--skip-e2e", action="store_true")
     opts = parser.parse_args()
+    import os
+
+    # the in-process rows compile on every run, as a first run would (see the docstring)
+    os.environ["PPDGM_JAX_CACHE"] = "0"
     _listen()
     import jax
 
@@ -317,6 +430,27 @@ def main() -> None:
                 "same seed, same draws (so each ratio is a ratio of times): "
                 + ("yes" if same else "no")
             )
+        if not opts.skip_e2e:
+            e2e: dict[str, list[float]] = {"numpyro": [], "ppdgm": [], "ppdgm+bar": []}
+            for rep in range(opts.repeats):
+                order = list(e2e)[:: 1 if rep % 2 == 0 else -1]
+                for method in order:
+                    if method == "numpyro":
+                        t = run_numpyro_e2e(npm[name], args, kwargs, rep, w, s)
+                    else:
+                        t = run_ppdgm_e2e(
+                            wo[name], args, kwargs, rep, w, s, progress=method == "ppdgm+bar"
+                        )
+                    e2e[method].append(t)
+            base_t = statistics.median(e2e["numpyro"])
+            print("end to end, equal output (compilation included), median seconds:")
+            for method, times in e2e.items():
+                mid = statistics.median(times)
+                print(f"  {method:12s} {mid:6.2f}  ratio {mid / base_t:.3f}")
+            per = [a / b for a, b in zip(e2e["ppdgm"], e2e["numpyro"], strict=True)]
+            print("  ppdgm / numpyro per repeat: " + ", ".join(f"{p:.2f}" for p in per))
+    if not opts.skip_e2e:
+        run_processes(max(1, opts.repeats // 2))
 
 
 if __name__ == "__main__":
