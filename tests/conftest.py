@@ -6,6 +6,14 @@ import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# JAX's persistent compilation cache for the suite: programs compiled by one test (or one
+# worker) are reused by the others and by the next run; kept out of the user's own cache
+os.environ.setdefault(
+    "PPDGM_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), ".cache", "tests")
+)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one thread per worker process: the workers already use the cores
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

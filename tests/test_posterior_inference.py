@@ -1,6 +1,7 @@
 """Posterior inference on write-once models: conjugate references on both backends,
 cross-backend agreement, SVI against closed-form posteriors, diagnostics and bad input."""
 
+import os
 import warnings
 
 import numpy as np
@@ -344,3 +345,24 @@ def test_bad_input_gets_clear_errors():
         inf.svi(normal_known_var, x=x, guide="laplace")
     with pytest.raises(ConfigError, match="no latent sample sites"):
         inf.mcmc(lambda x: pyro.sample("x", dist.Normal(0.0, 1.0), obs=x), x, progress_bar=False)
+
+
+def test_python_mcmc_runs_chains_in_parallel_in_a_new_process():
+    """Importing ppdgm.inference before JAX starts gives JAX a CPU device per chain, so that
+    `mcmc(num_chains=4)` in Python runs the chains in parallel as the CLI does."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, ppdgm.inference as inf, jax\n"
+        "from ppdgm.models.classical import eight_schools\n"
+        "s = inf.MCMC(eight_schools, num_warmup=20, num_samples=20, num_chains=4,"
+        " progress_bar=False, warn=False)\n"
+        "idata = s.run(np.full(8, 10.0), y=np.zeros(8), seed=0)\n"
+        "print(jax.local_device_count(), s._sampler.chain_method, idata.posterior.sizes['chain'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "PPDGM_HOST_DEVICES")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    devices, method, chains = out.stdout.split()[-3:]
+    assert int(devices) >= 4 and method == "parallel" and chains == "4"

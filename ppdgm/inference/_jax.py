@@ -16,7 +16,43 @@ import sys
 import threading
 from pathlib import Path
 
-__all__ = ["cache_dir", "enable_compilation_cache", "set_compilation_cache", "progress_kernel"]
+__all__ = [
+    "cache_dir",
+    "enable_compilation_cache",
+    "set_compilation_cache",
+    "progress_kernel",
+    "provide_host_devices",
+    "jax_started",
+]
+
+_DEVICE_FLAG = "--xla_force_host_platform_device_count"
+
+
+def jax_started() -> bool:
+    """Whether JAX has set up its devices (after which their number is fixed)."""
+    if "jax" not in sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge
+
+        return bool(xla_bridge._backends)
+    except (ImportError, AttributeError):  # a JAX without that internal: assume started
+        return True
+
+
+def provide_host_devices(count: int | None = None) -> bool:
+    """Give JAX one CPU device per chain (``count``, default max(4, number of cores)), so
+    that NumPyro runs chains in parallel, as NumPyro's ``set_host_device_count`` does; only
+    possible before JAX sets up its devices, and left alone when ``XLA_FLAGS`` already
+    says, or ``PPDGM_HOST_DEVICES=0``. Returns whether the setting was made."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    wanted = os.environ.get("PPDGM_HOST_DEVICES", "").strip()
+    if wanted == "0" or _DEVICE_FLAG in flags or jax_started():
+        return False
+    if count is None:
+        count = int(wanted) if wanted.isdigit() else max(4, os.cpu_count() or 1)
+    os.environ["XLA_FLAGS"] = f"{flags} {_DEVICE_FLAG}={int(count)}".strip()
+    return True
 
 _state = {"configured": False}
 

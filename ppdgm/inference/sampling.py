@@ -1,8 +1,9 @@
 """NUTS and HMC on NumPyro or Pyro, returning ArviZ ``InferenceData``.
 
 One model source (written with :mod:`pyroapi`'s names) runs on either backend. NumPyro
-compiles the sampler with JAX and runs chains in parallel where there are devices for
-them; Pyro runs the chains one after another in this process.
+compiles the sampler with JAX and runs chains in parallel, one CPU device each (this
+module asks JAX for them when it is imported before JAX starts), else vectorized; Pyro runs
+the chains one after another in this process.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from .._utils import check_int
 from ..errors import ConfigError
+from ._jax import provide_host_devices
 from .backend import as_backend_args, check_backend, use_backend
 from .posterior import (
     _to_numpy,
@@ -28,6 +30,9 @@ from .posterior import (
 )
 
 __all__ = ["MCMC", "mcmc", "KERNELS"]
+
+# one CPU device per chain, so that chains run in parallel (while JAX has not started yet)
+provide_host_devices()
 
 KERNELS = ("nuts", "hmc")
 
@@ -93,7 +98,10 @@ class MCMC:
             Multimodal posteriors (mixtures) need a sensible start; see
             :func:`ppdgm.models.classical.mixture_init`.
         chain_method: NumPyro only: "parallel", "sequential" or "vectorized"; by default
-            parallel when JAX has a device per chain, else sequential.
+            parallel when JAX has a device per chain, else vectorized (all chains in one
+            program). Importing this module before JAX starts gives JAX max(4, cores) CPU
+            devices (``PPDGM_HOST_DEVICES=N`` to choose, ``0`` to leave JAX alone), so
+            chains run in parallel in Python as in the CLI.
         progress_bar: show progress bars during warmup and sampling.
         posterior_predictive: also draw the observed sites given each posterior draw.
         warn: issue :class:`ppdgm.errors.ConvergenceWarning` for R-hat, ESS, divergences.
@@ -218,7 +226,7 @@ class MCMC:
         with use_backend("numpyro"):
             if self._sampler is None:
                 method = self.chain_method or (
-                    "parallel" if jax.local_device_count() >= self.num_chains else "sequential"
+                    "parallel" if jax.local_device_count() >= self.num_chains else "vectorized"
                 )
                 cls = NUTS if self.kernel == "nuts" else HMC
                 kernel_kwargs = dict(self.kernel_kwargs)
