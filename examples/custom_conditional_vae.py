@@ -59,6 +59,7 @@ def main(argv=None):
     viz.image_grid(images, (1, 8, 8), nrow=8, title="one row per class", path=out / "by_class.png")
     viz.plot_curves(trainer.history, path=out / "curves.png")
     print(f"wrote {out}/by_class.png and {out}/curves.png")
+    return nll
 
 
 if __name__ == "__main__":

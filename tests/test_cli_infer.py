@@ -95,7 +95,7 @@ def test_infer_svi_on_pyro_with_scalar_argument(files, capsys):
         "--lr",
         "0.05",
         "--arg",
-        "prior_scale=100",
+        "prior_scale=0.05",
         data="x.csv",
         fn="normal_mean",
     )
@@ -105,14 +105,15 @@ def test_infer_svi_on_pyro_with_scalar_argument(files, capsys):
     idata = az.from_netcdf(files / "out" / "posterior.nc")
     mu = idata.posterior["mu"].values
     assert mu.shape == (1, 150)
-    # analytic posterior: precision 1/100^2 + 40, mean ~ sum(x) / precision
-    precision = 1 / 100**2 + 40
-    assert abs(mu.mean() - x.sum() / precision) < 0.1
+    # analytic posterior: precision 1/0.05^2 + 40, mean sum(x) / precision (about 0.18); had
+    # the argument been dropped, the default prior_scale 10 would give about 2.0
+    precision = 1 / 0.05**2 + 40
+    assert abs(mu.mean() - x.sum() / precision) < 0.05
     assert "loss" in idata.groups()
 
 
 def test_infer_columns_named_like_options_reach_the_model(files, capsys):
-    (files / "counts.csv").write_text("exposure,seed\n1,3\n2,5\n3,5\n4,9\n")
+    (files / "counts.csv").write_text("exposure,seed\n1,30\n2,50\n3,50\n4,90\n")
     code = _infer(
         files,
         "--method",
@@ -130,9 +131,10 @@ def test_infer_columns_named_like_options_reach_the_model(files, capsys):
     import arviz as az
 
     idata = az.from_netcdf(files / "out" / "posterior.nc")
-    np.testing.assert_array_equal(idata.observed_data["seed"].values, [3, 5, 5, 9])
-    # conjugate Gamma(2 + 22, 1 + 10) posterior: mean 24 / 11
-    assert abs(float(idata.posterior["rate"].mean()) - 24 / 11) < 0.25
+    np.testing.assert_array_equal(idata.observed_data["seed"].values, [30, 50, 50, 90])
+    # conjugate Gamma(2 + 220, 1 + 10) posterior: mean 222 / 11 = 20.2, sd 1.35, far from the
+    # prior's mean 2 (the data were used) and from 222 / 5 = 44 without the exposure
+    assert abs(float(idata.posterior["rate"].mean()) - 222 / 11) < 0.6
 
 
 @pytest.mark.parametrize(

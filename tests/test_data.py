@@ -43,7 +43,16 @@ def test_toy_densities_sample_and_integrate(name):
         assert abs(p.sum() * (g[1] - g[0]) ** 2 - 1) < 0.02
         # samples fall where the density is high: mean log-density of samples beats uniform
         assert np.isfinite(d.log_prob(x)).all(), "samples outside the density's support"
-        assert d.log_prob(x).mean() > -np.log(49.0)
+        # samples follow the density: their mean log-density is E_p[log p] (minus the
+        # entropy, from the same grid), within Monte Carlo error; a sampler 1.5x too wide
+        # is off by many standard errors
+        lp = p * np.log(np.maximum(p, 1e-300))
+        expected = lp.sum() * (g[1] - g[0]) ** 2
+        got = d.log_prob(d.sample(4000, seed=1))
+        assert abs(got.mean() - expected) < 4 * got.std() / np.sqrt(4000) + 0.01, (
+            got.mean(),
+            expected,
+        )
 
 
 def test_eight_gaussians_density_matches_scipy():
@@ -81,6 +90,33 @@ def test_npy_and_npz(tmp_path):
     np.testing.assert_allclose(d.x_test, x[40:].astype(np.float32))
 
 
+@pytest.mark.parametrize("label", [-1, 2.5])
+def test_negative_or_fractional_labels_are_refused(tmp_path, label):
+    from ppdgm.data import validate_labels
+
+    y = np.array([0, 1, label, 1])
+    with pytest.raises(DataValueError, match=r"label .* at row 2 is not a non-negative integer"):
+        validate_labels(y, 4, "y")
+    p = tmp_path / "d.csv"
+    p.write_text("a,label\n" + "\n".join(f"{i},{v}" for i, v in enumerate(y)) + "\n")
+    with pytest.raises(DataValueError, match="not a non-negative integer"):
+        load_data(p)
+    np.savez(tmp_path / "d.npz", x=np.ones((4, 2)), y=y)
+    with pytest.raises(DataValueError, match="not a non-negative integer"):
+        load_data(tmp_path / "d.npz")
+
+
+def test_idx_labels_beside_the_images_stay_with_their_rows(tmp_path):
+    imgs = np.zeros((50, 3, 3))
+    imgs[:, 0, 0] = np.arange(50)  # image i starts with the value i
+    _write_idx(tmp_path / "data-images-idx3-ubyte", imgs)
+    _write_idx(tmp_path / "data-labels-idx1-ubyte", np.arange(50) % 10)
+    d = load_data(tmp_path / "data-images-idx3-ubyte")
+    for x, y in ((d.x_train, d.y_train), (d.x_test, d.y_test)):
+        np.testing.assert_array_equal(x[:, 0, 0, 0].astype(int) % 10, y)
+    assert len(d.x_train) == 45 and len(d.x_test) == 5
+
+
 def test_csv_with_header_and_label_column(tmp_path):
     p = tmp_path / "d.csv"
     p.write_text("a,b,label\n" + "\n".join(f"{i},{i * 2},{i % 2}" for i in range(20)) + "\n")
@@ -88,6 +124,12 @@ def test_csv_with_header_and_label_column(tmp_path):
     assert d.shape == (2,) and set(np.concatenate([d.y_train, d.y_test])) == {0, 1}
     d2 = load_data(p, label_column="a")
     assert d2.shape == (2,)
+    # the named column is the label, the others stay features, row by row: b = 2 a
+    for x, y in ((d2.x_train, d2.y_train), (d2.x_test, d2.y_test)):
+        np.testing.assert_array_equal(x[:, 0], 2 * y)
+        np.testing.assert_array_equal(x[:, 1], y % 2)
+    d3 = load_data(p, label_column=1)
+    np.testing.assert_array_equal(d3.x_train[:, 0] * 2, d3.y_train)
     q = tmp_path / "nohead.csv"
     q.write_text("\n".join(f"{i},{i + 1}" for i in range(10)))
     assert load_data(q).shape == (2,)

@@ -3,6 +3,7 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
@@ -15,13 +16,60 @@ def _load(path):
     return mod
 
 
+def _finite(*values):
+    return all(np.isfinite(np.asarray(v, dtype=float)).all() for v in values)
+
+
+def _check_mixture(resp):  # responsibilities: one probability row per point
+    return resp.ndim == 2 and np.allclose(resp.sum(1), 1.0) and (resp >= 0).all()
+
+
+def _check_path(path):  # a state per time step
+    return path.ndim == 1 and set(np.unique(path)) <= {0, 1, 2}
+
+
+def _check_topics(est):  # one word distribution per topic
+    return est.ndim == 2 and np.allclose(est.sum(1), 1.0, atol=1e-4) and (est >= 0).all()
+
+
+def _check_ppca(results):  # (covariance, sigma) per method: positive definite, sigma > 0
+    return len(results) == 3 and all(
+        _finite(cov, s) and np.all(np.linalg.eigvalsh(cov) > 0) and s > 0
+        for cov, s in results.values()
+    )
+
+
+def _check_schools(results):
+    return {"numpyro", "pyro"} <= set(results) and all(
+        "posterior" in r.groups() and r.posterior["tau"].values.min() > 0 for r in results.values()
+    )
+
+
+# what each example returns, checked for its meaning even with a tiny budget
+CHECKS = {
+    "bayesian_regression": lambda r: r[0] > 0 and 0 <= r[1] <= 1,
+    "custom_conditional_vae": lambda nll: _finite(nll) and nll > 0,
+    "eight_schools": _check_schools,
+    "gaussian_mixture": _check_mixture,
+    "hmm_viterbi": _check_path,
+    "lda_svi": _check_topics,
+    "ppca_nuts_svi_ml": _check_ppca,
+    "semi_supervised_m2": lambda acc: 0.0 <= acc <= 1.0,
+}
+
+
+def test_every_example_has_a_check():
+    assert {p.stem for p in EXAMPLES} == set(CHECKS)
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_runs(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = ["--steps", "5"]
     if "--out" in path.read_text():
         argv += ["--out", str(tmp_path / "out")]
-    _load(path).main(argv)
+    result = _load(path).main(argv)
+    assert CHECKS[path.stem](result), result
 
 
 def test_m2_learns_from_few_labels():

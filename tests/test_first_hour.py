@@ -220,3 +220,30 @@ def test_infer_with_few_draws_and_a_failure_while_writing(tmp_path, capsys, monk
     assert {n: (out / n).read_bytes() for n in INFER_FILES} == before  # old results, intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.py", "out", "x.csv"]
     assert json.dumps(sorted(p.name for p in out.iterdir())) == json.dumps(sorted(INFER_FILES))
+
+
+def test_a_crash_while_saving_keeps_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    """The CLI's checkpoints are written atomically: a save that dies half-way (disk full,
+    kill) leaves the last complete checkpoint, and no partial file."""
+    import ppdgm.train as train_module
+
+    calls = []
+    real_save = torch.save
+
+    def dying_save(obj, fh, *a, **k):
+        calls.append(obj["step"])
+        if len(calls) == 3:
+            fh.write(b"PK\x03\x04 half a checkpoint")
+            raise OSError("No space left on device")
+        return real_save(obj, fh, *a, **k)
+
+    monkeypatch.setattr(train_module.torch, "save", dying_save)
+    out = tmp_path / "run"
+    argv = ["train", "vae", "--data", "digits-binary", "--steps", "40", "--out", str(out),
+            "--checkpoint-every", "10", "--val-fraction", "0", *FAST]  # fmt: skip
+    with pytest.raises(OSError, match="No space"):
+        main(argv)
+    monkeypatch.setattr(train_module.torch, "save", real_save)
+    assert calls == [10, 20, 30]
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 20
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json"]

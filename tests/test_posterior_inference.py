@@ -62,10 +62,23 @@ def _check_moments(draws, mean, var, ess):
     assert abs(draws.var() - var) < 4 * se_var + 1e-9, (draws.var(), var)
 
 
-def _ess(idata, name):
+def _ess(idata, name, min_fraction=0.2, min_ess=100):
+    """Bulk ESS of ``name``, after checking the run mixed: ESS at least ``min_fraction`` of
+    the draws (and ``min_ess``), R-hat below 1.02 with several chains. Without these floors a
+    badly mixing sampler would widen the tolerance that the ESS sets. (Measured on the 1-D
+    normal posterior: NumPyro gives about one effective draw per draw, Pyro's NUTS 0.27 to
+    0.47 depending on the seed, at 200 and at 500 warmup steps alike.)"""
     import arviz as az
 
-    return float(az.ess(idata, var_names=[name], method="bulk")[name].values.min())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ess = float(az.ess(idata, var_names=[name], method="bulk")[name].values.min())
+        draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
+        assert ess >= max(min_ess, min_fraction * draws), (name, ess, draws)
+        if idata.posterior.sizes["chain"] > 1:
+            rhat = float(az.rhat(idata, var_names=[name])[name].values.max())
+            assert rhat < 1.02, (name, rhat)
+    return ess
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -76,7 +89,7 @@ def test_normal_normal_matches_analytic_posterior(backend):
         x=x,
         backend=backend,
         num_warmup=200,
-        num_samples=400 if backend == "numpyro" else 300,
+        num_samples=400 if backend == "numpyro" else 600,
         num_chains=2,
         seed=1,
         progress_bar=False,
@@ -86,7 +99,7 @@ def test_normal_normal_matches_analytic_posterior(backend):
     # groups an ArviZ user expects
     for group in ("posterior", "sample_stats", "log_likelihood", "observed_data"):
         assert group in idata.groups()
-    assert idata.posterior["mu"].shape == (2, 400 if backend == "numpyro" else 300)
+    assert idata.posterior["mu"].shape == (2, 400 if backend == "numpyro" else 600)
     np.testing.assert_allclose(idata.observed_data["x"].values, x, rtol=1e-6)
     # pointwise log-likelihood equals scipy's at the posterior draws
     mu = idata.posterior["mu"].values[..., None]
@@ -162,7 +175,9 @@ def test_write_once_model_agrees_across_backends(schools_runs):
     a, b = schools_runs["numpyro"], schools_runs["pyro"]
     for name in ("mu", "tau"):
         da, db = a.posterior[name].values.ravel(), b.posterior[name].values.ravel()
-        se = np.sqrt(da.var() / _ess(a, name) + db.var() / _ess(b, name))
+        # the funnel's tau mixes slower than a conjugate posterior: the absolute floor only
+        ea, eb = _ess(a, name, min_fraction=0), _ess(b, name, min_fraction=0)
+        se = np.sqrt(da.var() / ea + db.var() / eb)
         assert abs(da.mean() - db.mean()) < 4 * se, (name, da.mean(), db.mean(), se)
     # deterministic sites are recorded, with the plate as their dimension
     for idata in (a, b):

@@ -54,6 +54,7 @@ def provide_host_devices(count: int | None = None) -> bool:
     os.environ["XLA_FLAGS"] = f"{flags} {_DEVICE_FLAG}={int(count)}".strip()
     return True
 
+
 _state = {"configured": False}
 
 

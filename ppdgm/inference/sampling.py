@@ -252,9 +252,7 @@ class MCMC:
                 bar.open()
             completed = False
             try:
-                sampler.run(
-                    jax.random.PRNGKey(seed), *args, extra_fields=_NUMPYRO_FIELDS, **kwargs
-                )
+                sampler.run(jax.random.PRNGKey(seed), *args, extra_fields=_NUMPYRO_FIELDS, **kwargs)
                 draws = {
                     k: np.asarray(v)
                     for k, v in sampler.get_samples(group_by_chain=True).items()
