@@ -238,3 +238,168 @@ def test_m2_enumeration_equals_the_explicit_sum_over_labels():
 
 def test_bits_per_dim():
     assert bits_per_dim(64 * math.log(2), 64) == pytest.approx(1.0)
+
+
+# -- the objectives' contract, each part pinned (found by mutation testing) ------------------------
+def _shift_pair():
+    """x_i ~ N(z + shift, 1), z ~ N(0, 1); guide q(z) = N(0.3, 1); ``shift`` a keyword."""
+    import pyro.distributions as dist
+
+    def model(x, shift=0.0):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(z + shift, 1.0), obs=x)
+
+    def guide(x, shift=0.0):
+        pyro.sample("z", dist.Normal(torch.tensor(0.3), torch.tensor(1.0)))
+
+    return model, guide, torch.linspace(-1.0, 1.0, 6)
+
+
+@pytest.mark.parametrize("objective", [ELBO(), ELBO(analytic_kl=False), IWAE(num_particles=3)])
+def test_objectives_pass_keyword_arguments_to_the_programs(objective):
+    model, guide, x = _shift_pair()
+    losses = {}
+    for shift in (0.0, 4.0):
+        torch.manual_seed(0)
+        losses[shift] = objective(model, guide)(x, shift=shift).item()
+        torch.manual_seed(0)
+        assert objective.differentiable_loss(model, guide, x, shift=shift).item() == losses[shift]
+    # the same draws of z: the data term moves by sum_i [(x_i - z - 4)^2 - (x_i - z)^2] / 2,
+    # 48 + 24 z here; dropped keywords would leave the loss unchanged
+    assert losses[4.0] > losses[0.0] + 10
+
+
+def test_elbo_averages_its_particles():
+    model, guide, x = _shift_pair()
+    torch.manual_seed(0)
+    three = ELBO(num_particles=3, analytic_kl=False)(model, guide)(x).item()
+    torch.manual_seed(0)
+    ones = [ELBO(analytic_kl=False)(model, guide)(x).item() for _ in range(3)]
+    assert three == pytest.approx(np.mean(ones), rel=1e-6)
+
+
+def test_iwae_with_one_particle_is_the_one_draw_elbo():
+    from ppdgm.inference import log_weights
+
+    model, guide, x = _shift_pair()
+    torch.manual_seed(0)
+    one = IWAE(num_particles=1)(model, guide)(x).item()
+    torch.manual_seed(0)
+    assert one == pytest.approx(-log_weights(model, guide, x).sum().item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("cls", [ELBO, IWAE])
+@pytest.mark.parametrize("bad", [0, -2])
+def test_bad_particle_counts_are_refused_by_name(cls, bad):
+    from ppdgm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"num_particles must be >= 1, got {bad}"):
+        cls(num_particles=bad)
+
+
+def test_a_guide_that_cannot_be_reparameterized_is_refused_with_advice():
+    import pyro.distributions as dist
+
+    from ppdgm.errors import ConfigError
+
+    def model(x):
+        z = pyro.sample("coin", dist.Bernoulli(0.5))
+        pyro.sample("x", dist.Normal(z, 1.0).expand([x.shape[0]]).to_event(1), obs=x)
+
+    def guide(x):
+        pyro.sample("coin", dist.Bernoulli(0.3))
+
+    x = torch.zeros(3)
+    with pytest.raises(
+        ConfigError,
+        match=r"^ELBO needs reparameterizable guide sites, but site 'coin' \(Bernoulli\) is not; "
+        r"use pyro\.infer\.TraceEnum_ELBO to enumerate discrete sites or pyro\.infer\.Trace_ELBO "
+        r"for score-function gradients$",
+    ):
+        ELBO()(model, guide)(x)
+    # observed sites are no concern of the check: a Bernoulli likelihood is fine
+    model2, guide2, x2 = _shift_pair()
+    assert np.isfinite(ELBO()(model2, guide2)(x2).item())
+
+
+def test_kl_without_a_closed_form_falls_back_to_the_sampled_terms():
+    import pyro.distributions as dist
+
+    def model(x):
+        z = pyro.sample("z", dist.StudentT(3.0, 0.0, 1.0))  # KL(Normal || StudentT): none
+        pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x):
+        pyro.sample("z", dist.Normal(torch.tensor(0.2), torch.tensor(0.7)))
+
+    x = torch.tensor(0.5)
+    torch.manual_seed(0)
+    analytic = ELBO(analytic_kl=True)(model, guide)(x).item()
+    torch.manual_seed(0)
+    sampled = ELBO(analytic_kl=False)(model, guide)(x).item()
+    assert analytic == sampled
+
+
+def test_masked_latents_drop_out_of_the_closed_form_kl():
+    import pyro.distributions as dist
+    from pyro import poutine
+
+    mask = torch.tensor([True, False, True, False])
+    loc, scale = torch.tensor([0.5, -1.0, 2.0, 0.3]), torch.tensor([0.5, 0.8, 1.2, 0.4])
+
+    def model(x, masked):
+        with pyro.plate("data", 4), poutine.mask(mask=mask if masked else True):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x, masked):
+        with pyro.plate("data", 4):
+            pyro.sample("z", dist.Normal(loc, scale))
+
+    x = torch.zeros(4)
+    kl = torch.distributions.kl_divergence(dist.Normal(loc, scale), dist.Normal(0.0, 1.0))
+    out = {}
+    for masked in (False, True):
+        torch.manual_seed(0)
+        out[masked] = ELBO()(model, guide)(x, masked).item()
+    # masking a site removes its KL term and its data term (the same z on both sides)
+    torch.manual_seed(0)
+    z = dist.Normal(loc, scale).sample()
+    data_term = dist.Normal(z, 1.0).log_prob(x)
+    expected = (kl[~mask] - data_term[~mask]).sum().item()
+    assert out[False] - out[True] == pytest.approx(expected, rel=1e-5)
+
+
+def test_semi_supervised_objective_is_the_sum_of_its_parts():
+    """Labelled ELBO, minus aux_weight times the classifier's log-likelihood of the known
+    labels (0 is a label), plus the enumerated ELBO of the unlabelled rows."""
+    model, guide = _m2()
+    x = torch.bernoulli(torch.full((8, 12), 0.4))
+    y = torch.tensor([0, -1, 2, 0, -1, 3, -1, 1])
+    known = y >= 0
+    torch.manual_seed(0)
+    total = SemiSupervisedELBO(aux_weight=0.3)(model.model, guide.guide)(x, y).item()
+    torch.manual_seed(0)
+    labelled = ELBO().differentiable_loss(model.model, guide.guide, x[known], y[known])
+    enum = pyro.infer.TraceEnum_ELBO(max_plate_nesting=1)
+    unlabelled = enum.differentiable_loss(model.model, guide.guide, x[~known])
+    classifier = guide.classifier_log_prob(x[known], y[known]).sum()
+    expected = (labelled - 0.3 * classifier + unlabelled).item()
+    assert total == pytest.approx(expected, rel=1e-5)
+    # the given objectives are used, and a module given as guide works like its method
+    torch.manual_seed(0)
+    custom = SemiSupervisedELBO(labelled=ELBO(analytic_kl=False), unlabelled=enum, aux_weight=0.3)
+    torch.manual_seed(0)
+    a = custom(model.model, guide.guide)(x, y).item()
+    torch.manual_seed(0)
+    lab2 = ELBO(analytic_kl=False).differentiable_loss(model.model, guide.guide, x[known], y[known])
+    unl2 = enum.differentiable_loss(model.model, guide.guide, x[~known])
+    assert a == pytest.approx((lab2 - 0.3 * classifier + unl2).item(), rel=1e-5)
+    # all labelled, or none: only the matching part
+    torch.manual_seed(0)
+    only_l = SemiSupervisedELBO(aux_weight=0.0)(model.model, guide.guide)(x[known], y[known])
+    torch.manual_seed(0)
+    assert only_l.item() == pytest.approx(
+        ELBO().differentiable_loss(model.model, guide.guide, x[known], y[known]).item(), rel=1e-6
+    )
