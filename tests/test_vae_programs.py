@@ -403,3 +403,57 @@ def test_semi_supervised_objective_is_the_sum_of_its_parts():
     assert only_l.item() == pytest.approx(
         ELBO().differentiable_loss(model.model, guide.guide, x[known], y[known]).item(), rel=1e-6
     )
+
+
+def test_objective_defaults_are_the_documented_ones():
+    assert IWAE().num_particles == 5 and IWAE().max_plate_nesting == 1
+    assert SemiSupervisedELBO().aux_weight == 0.1 and ELBO().num_particles == 1
+
+
+def test_iwae_with_nested_plates_uses_its_plate_nesting():
+    """Two nested plates (dims -1 and -2): the particles go left of both only if the
+    objective passes its max_plate_nesting on."""
+    import pyro.distributions as dist
+
+    from ppdgm.inference import log_weights
+
+    def model(x):
+        with pyro.plate("rows", x.shape[0], dim=-1):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            with pyro.plate("cols", x.shape[1], dim=-2):
+                pyro.sample("x", dist.Normal(z, 1.0), obs=x.T)
+
+    def guide(x):
+        with pyro.plate("rows", x.shape[0], dim=-1):
+            pyro.sample("z", dist.Normal(torch.full((x.shape[0],), 0.2), 1.0))
+
+    x = torch.randn(5, 3)
+    torch.manual_seed(0)
+    loss = IWAE(num_particles=4, max_plate_nesting=2)(model, guide)(x).item()
+    torch.manual_seed(0)
+    lw = log_weights(model, guide, x, num_particles=4, max_plate_nesting=2)
+    assert lw.shape == (4, 5)
+    assert loss == pytest.approx(-(torch.logsumexp(lw, 0) - np.log(4)).sum().item(), rel=1e-6)
+
+
+def test_semi_supervised_objective_uses_the_objectives_and_guide_object_it_is_given():
+    model, guide = _m2()
+    x = torch.bernoulli(torch.full((6, 12), 0.4))
+    y = torch.tensor([0, -1, 2, -1, 3, 1])
+    known = y >= 0
+    unlabelled = pyro.infer.TraceEnum_ELBO(max_plate_nesting=1, num_particles=3)
+
+    class GuideObject:  # a callable guide without __self__, offering the classifier itself
+        classifier_log_prob = staticmethod(guide.classifier_log_prob)
+
+        def __call__(self, *args, **kwargs):
+            return guide.guide(*args, **kwargs)
+
+    g = GuideObject()
+    torch.manual_seed(0)
+    got = SemiSupervisedELBO(unlabelled=unlabelled, aux_weight=0.2)(model.model, g)(x, y).item()
+    torch.manual_seed(0)
+    lab = ELBO().differentiable_loss(model.model, g, x[known], y[known])
+    unl = unlabelled.differentiable_loss(model.model, g, x[~known])
+    cls = guide.classifier_log_prob(x[known], y[known]).sum()
+    assert got == pytest.approx((lab - 0.2 * cls + unl).item(), rel=1e-5)
