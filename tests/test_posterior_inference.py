@@ -381,3 +381,24 @@ def test_python_mcmc_runs_chains_in_parallel_in_a_new_process():
     assert out.returncode == 0, out.stderr[-2000:]
     devices, method, chains = out.stdout.split()[-3:]
     assert int(devices) >= 4 and method == "parallel" and chains == "4"
+
+
+@pytest.mark.parametrize("chain_method", [None, "vectorized"])
+def test_progress_bar_leaves_the_draws_unchanged(capsys, chain_method):
+    x = _normal_data()
+    runs = {}
+    for progress in (False, True):
+        runs[progress] = inf.mcmc(
+            normal_known_var,
+            x=x,
+            num_warmup=60,
+            num_samples=40,
+            num_chains=2,
+            chain_method=chain_method,
+            seed=4,
+            progress_bar=progress,
+            warn=False,
+        )
+    np.testing.assert_array_equal(runs[True].posterior["mu"], runs[False].posterior["mu"])
+    err = capsys.readouterr().err
+    assert "100%" in err and ("200/200" in err or chain_method == "vectorized")

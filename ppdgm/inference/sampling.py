@@ -233,9 +233,12 @@ class MCMC:
                 if self.init_values:
                     kernel_kwargs["init_strategy"] = init_strategy("numpyro", self.init_values)
                 kernel = cls(self.model, **kernel_kwargs)
-                if self.progress_bar:
-                    # compiled whole, with a host callback 20 times per chain: NumPyro's own
-                    # single-chain bar steps the sampler from Python, at a cost per draw
+                # compiled whole, with a host callback 20 times per chain: NumPyro's own
+                # single-chain bar steps the sampler from Python, at a cost per draw. Not for
+                # vectorized chains, where the callback's condition would be batched and run
+                # at every step: those keep NumPyro's bar.
+                own_bar = self.progress_bar and method != "vectorized"
+                if own_bar:
                     steps = self.num_warmup + self.num_samples
                     kernel = progress_kernel(kernel, self.num_chains * steps, max(1, steps // 20))
                 self._sampler = MCMC(
@@ -244,10 +247,10 @@ class MCMC:
                     num_samples=self.num_samples,
                     num_chains=self.num_chains,
                     chain_method=method,
-                    progress_bar=False,
+                    progress_bar=self.progress_bar and not own_bar,
                 )
             sampler = self._sampler
-            bar = sampler.sampler if self.progress_bar else None
+            bar = sampler.sampler if hasattr(sampler.sampler, "open") else None
             if bar is not None:
                 bar.open()
             completed = False
