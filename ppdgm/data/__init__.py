@@ -220,7 +220,7 @@ def load_data(
             f"{path}: unknown data format {suffix or '(no extension)'!r}; expected .npy, .npz, "
             ".csv, an IDX file or a folder of PNG images"
         )
-    if labels is not None:
+    if labels is not None and not is_idx_path(path):  # IDX images read their labels above
         y = read_labels(Path(labels), len(x))
     if x.ndim == 3:
         x = x[:, None]
