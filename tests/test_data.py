@@ -271,3 +271,62 @@ def test_likelihood_support_checks():
     with pytest.raises(DataValueError, match="discretized_logistic"):
         check_likelihood_support(np.array([[0.0, 17.0]]), "discretized_logistic", "d", num_bins=17)
     check_likelihood_support(np.array([[0.0, 16.0]]), "discretized_logistic", "d", num_bins=17)
+
+
+# -- the checks every loader applies, each pinned (found by mutation testing) ----------------------
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ([0.0, 1.0, 1.0], ("binary", 2)),
+        ([1.0, 1.0], ("binary", 2)),
+        ([0.0, 0.0], ("binary", 2)),
+        ([0.0, 3.0, 16.0], ("integer", 17)),
+        ([2.0, 5.0], ("integer", 6)),
+        ([-1.0, 2.0], ("continuous", None)),
+        ([0.5, 1.0], ("continuous", None)),
+    ],
+)
+def test_value_kind(values, expected):
+    from ppdgm.data.dataset import value_kind
+
+    assert value_kind(np.array(values, dtype=np.float32)) == expected
+
+
+def test_files_are_split_by_the_fixed_permutation():
+    from ppdgm.data.dataset import split_fixed
+
+    x = np.arange(30, dtype=np.float32)[:, None]
+    y = np.arange(30)
+    xtr, xte, ytr, yte = split_fixed(x, y, "f")
+    perm = np.random.RandomState(0).permutation(30)
+    np.testing.assert_array_equal(xte[:, 0], perm[:3])  # 10%, the first of the permutation
+    np.testing.assert_array_equal(xtr[:, 0], perm[3:])
+    np.testing.assert_array_equal(yte, perm[:3])
+    again = split_fixed(x, None, "f")
+    np.testing.assert_array_equal(again[1], xte)
+    assert again[2] is None and again[3] is None
+    two = split_fixed(x[:2], None, "f")  # the smallest split: one example each
+    assert len(two[0]) == 1 and len(two[1]) == 1
+    assert len(split_fixed(x[:25], None, "f")[1]) == 2  # round(2.5) = 2
+    with pytest.raises(DataFormatError, match=r"^f: need at least 2 examples to split"):
+        split_fixed(x[:1], None, "f")
+
+
+def test_label_and_shape_checks_say_what_is_wrong():
+    from ppdgm.data import check_shape, validate_labels
+
+    with pytest.raises(DataFormatError, match=r"^y: labels must be one-dimensional, got shape"):
+        validate_labels(np.zeros((3, 2)), 3, "y")
+    with pytest.raises(DataFormatError, match=r"^y: labels must be integers, got dtype <U1"):
+        validate_labels(np.array(["a", "b"]), 2, "y")
+    with pytest.raises(ShapeMismatchError, match=r"^y: 2 labels for 3 examples$"):
+        validate_labels(np.array([0, 1]), 3, "y")
+    out = validate_labels(np.array([0.0, 2.0, 1.0]), 3, "y")
+    assert out.dtype == np.int64 and out.tolist() == [0, 2, 1]
+    assert validate_labels(np.array([True, False]), 2, "y").tolist() == [1, 0]
+    with pytest.raises(
+        ShapeMismatchError,
+        match=r"^d\.npy: examples have shape \(5,\) but the model was trained on shape \(6,\)$",
+    ):
+        check_shape(np.zeros((2, 5)), (6,), "d.npy")
+    check_shape(np.zeros((2, 6)), (6,), "d.npy")
