@@ -402,3 +402,24 @@ def test_progress_bar_leaves_the_draws_unchanged(capsys, chain_method):
     np.testing.assert_array_equal(runs[True].posterior["mu"], runs[False].posterior["mu"])
     err = capsys.readouterr().err
     assert "100%" in err and ("200/200" in err or chain_method == "vectorized")
+
+
+def test_compiled_samplers_are_cached_on_disk_where_asked(tmp_path):
+    """PPDGM_CACHE_DIR moves JAX's persistent compilation cache; PPDGM_JAX_CACHE=0 turns it
+    off."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, ppdgm.inference as inf\n"
+        "from ppdgm.models.classical import eight_schools\n"
+        "inf.mcmc(eight_schools, np.full(8, 10.0), y=np.zeros(8), num_warmup=10,"
+        " num_samples=10, num_chains=1, progress_bar=False, warn=False)\n"
+    )
+    for name, switch in (("on", "1"), ("off", "0")):
+        env = {**os.environ, "PPDGM_CACHE_DIR": str(tmp_path / name), "PPDGM_JAX_CACHE": switch}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+    cached = list((tmp_path / "on" / "jax").iterdir())
+    assert len(cached) > 0
+    assert not (tmp_path / "off").exists()

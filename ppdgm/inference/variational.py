@@ -180,6 +180,9 @@ class SVI:
         from numpyro.infer import Predictive, Trace_ELBO
         from numpyro.optim import Adam
 
+        from ._jax import enable_compilation_cache
+
+        enable_compilation_cache()
         guide = self._guide()
         lr, decay, steps = self.learning_rate, self.final_lr_fraction, self.num_steps
         svi = _SVI(
