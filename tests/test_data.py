@@ -330,3 +330,30 @@ def test_label_and_shape_checks_say_what_is_wrong():
     ):
         check_shape(np.zeros((2, 5)), (6,), "d.npy")
     check_shape(np.zeros((2, 6)), (6,), "d.npy")
+
+
+def test_likelihood_support_checks_name_the_value_and_its_row():
+    from ppdgm.data import check_likelihood_support
+
+    x = np.zeros((4, 3))
+    x[2, 0] = 0.5  # row 2, column 0: a mutant reading the column would say row 0
+    with pytest.raises(
+        DataValueError,
+        match=r"^d: the bernoulli likelihood needs binary data \(0 or 1\), found 0\.5 at row 2; "
+        r"binarize the data \(e\.g\. --data digits-binary\) or choose another likelihood$",
+    ):
+        check_likelihood_support(x, "bernoulli", "d")
+    check_likelihood_support(np.eye(3), "bernoulli", "d")
+    for bad, bins, upper in ((-1.0, 17, "0..16"), (2.5, 17, "0..16"), (17.0, 17, "0..16"),
+                             (-3.0, None, "non-negative integers")):  # fmt: skip
+        x = np.ones((4, 3))
+        x[3, 1] = bad
+        with pytest.raises(
+            DataValueError,
+            match=rf"^d: the discretized_logistic likelihood needs integer values in {upper}, "
+            rf"found {bad} at row 3$",
+        ):
+            check_likelihood_support(x, "discretized_logistic", "d", bins)
+    check_likelihood_support(np.full((2, 2), 16.0), "discretized_logistic", "d", 17)
+    check_likelihood_support(np.full((2, 2), 99.0), "discretized_logistic", "d", None)
+    check_likelihood_support(np.full((2, 2), -4.2), "gaussian", "d")
