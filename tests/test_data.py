@@ -357,3 +357,17 @@ def test_likelihood_support_checks_name_the_value_and_its_row():
     check_likelihood_support(np.full((2, 2), 16.0), "discretized_logistic", "d", 17)
     check_likelihood_support(np.full((2, 2), 99.0), "discretized_logistic", "d", None)
     check_likelihood_support(np.full((2, 2), -4.2), "gaussian", "d")
+
+
+def test_arrays_that_are_not_data_are_refused_by_kind():
+    from ppdgm.data import validate_array
+
+    with pytest.raises(DataFormatError, match=r"^a: expected a numeric array, got dtype timedelta"):
+        validate_array(np.array([[1, 2]], dtype="timedelta64[s]"), "a")
+    with pytest.raises(DataFormatError, match=r"\(strings, objects and dates are not data\)$"):
+        validate_array(np.array([["x"]]), "a")
+    with pytest.raises(DataFormatError, match=r"^a: complex values are not supported"):
+        validate_array(np.ones((2, 2), dtype=complex), "a")
+    for empty in (np.zeros((0, 3)), np.zeros((3, 0))):
+        with pytest.raises(DataFormatError, match=r"^a: the data is empty \(shape"):
+            validate_array(empty, "a")

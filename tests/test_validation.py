@@ -11,7 +11,7 @@ from ppdgm import VAE
 from ppdgm.cli import main
 from ppdgm.data import load_data, split_validation
 from ppdgm.data.dataset import Dataset
-from ppdgm.errors import ConfigError
+from ppdgm.errors import ConfigError, DataFormatError
 from ppdgm.inference import ELBO
 from ppdgm.train import Trainer, load_checkpoint
 
@@ -253,3 +253,20 @@ def test_cli_resume_honours_steps_and_lr_and_refuses_other_changes(tmp_path, cap
     assert "resuming with --lr 0.0005 (was 0.001)" in capsys.readouterr().out
     assert load_checkpoint(out / "checkpoint.pt")["optimizer"]["param_groups"][0]["lr"] == 0.0005
     assert json.loads((out / "metrics.json").read_text())["num_steps"] == 30
+
+
+def test_validation_split_sizes_at_the_edges_and_without_labels():
+    def data(n, labelled=False):
+        x = np.arange(n, dtype=np.float32)[:, None]
+        return Dataset("tiny", x, x[:1], np.arange(n) if labelled else None, None)
+
+    v = split_validation(data(2), 0.1)  # at least one of each
+    assert len(v.x_train) == 1 and len(v.x_val) == 1 and v.y_train is None and v.y_val is None
+    v = split_validation(data(5), 0.9)  # at least one example is left for training
+    assert len(v.x_train) == 1 and len(v.x_val) == 4
+    v = split_validation(data(50), 0.005)  # round(0.25) = 0, but one is held out
+    assert len(v.x_val) == 1 and len(v.x_train) == 49
+    v = split_validation(data(3, labelled=True), 0.5)
+    np.testing.assert_array_equal(v.x_val[:, 0], v.y_val)
+    with pytest.raises(DataFormatError, match=r"^tiny: need at least 2 training examples to hold"):
+        split_validation(data(1), 0.1)
