@@ -401,7 +401,9 @@ def test_progress_bar_leaves_the_draws_unchanged(capsys, chain_method):
         )
     np.testing.assert_array_equal(runs[True].posterior["mu"], runs[False].posterior["mu"])
     err = capsys.readouterr().err
-    assert "100%" in err and ("200/200" in err or chain_method == "vectorized")
+    if chain_method is None:  # ppdgm's bar; vectorized chains show NumPyro's own, which
+        # NumPyro itself turns off under CI and pytest-xdist
+        assert "100%" in err and "200/200" in err
 
 
 def test_compiled_samplers_are_cached_on_disk_where_asked(tmp_path):
