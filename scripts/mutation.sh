@@ -19,7 +19,7 @@ module=$1
 shift
 [ -f "$module" ] || { echo "no such module: $module" >&2; exit 2; }
 bash scripts/setup.sh
-.venv/bin/python -m pip install -q --disable-pip-version-check "mutmut>=3.8,<4"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,mutation]"
 root=$(pwd)
 work=${MUTATION_WORKDIR:-$(mktemp -d)}
 mkdir -p "$work"
