@@ -371,3 +371,23 @@ def test_arrays_that_are_not_data_are_refused_by_kind():
     for empty in (np.zeros((0, 3)), np.zeros((3, 0))):
         with pytest.raises(DataFormatError, match=r"^a: the data is empty \(shape"):
             validate_array(empty, "a")
+
+
+def test_validate_array_returns_float32_and_names_the_bad_cell():
+    from ppdgm.data import validate_array
+
+    one = validate_array(np.array([[1, 2, 3]], dtype=np.int64), "a")  # one example is data
+    assert one.dtype == np.float32 and one.shape == (1, 3) and one.tolist() == [[1, 2, 3]]
+    x = np.ones((3, 2, 4))
+    x[1, 1, 3] = np.inf
+    with pytest.raises(
+        DataValueError,
+        match=r"^a: non-finite value inf at row 1, position \(1, 3\); NaN and inf are not allowed$",
+    ):
+        validate_array(x, "a")
+    y = np.ones((4, 5))
+    y[2, 4] = np.nan
+    with pytest.raises(
+        DataValueError, match=r"^a: non-finite value nan at row 2, position \(4,\);"
+    ):
+        validate_array(y, "a")
