@@ -264,6 +264,8 @@ def test_validation_split_sizes_at_the_edges_and_without_labels():
     assert len(v.x_train) == 1 and len(v.x_val) == 1 and v.y_train is None and v.y_val is None
     v = split_validation(data(5), 0.9)  # at least one example is left for training
     assert len(v.x_train) == 1 and len(v.x_val) == 4
+    v = split_validation(data(2), 0.9)  # round(1.8) = 2 would leave none
+    assert len(v.x_train) == 1 and len(v.x_val) == 1
     v = split_validation(data(50), 0.005)  # round(0.25) = 0, but one is held out
     assert len(v.x_val) == 1 and len(v.x_train) == 49
     v = split_validation(data(3, labelled=True), 0.5)
