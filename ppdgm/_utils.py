@@ -18,7 +18,6 @@ from .errors import ConfigError
 
 __all__ = [
     "atomic_path",
-    "current_umask",
     "check_int",
     "set_seed",
     "resolve_device",
@@ -62,7 +61,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
-def current_umask() -> int:
+def _umask() -> int:
     """The process umask (the permission bits new files do not get)."""
     mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
     os.umask(mask)
@@ -82,7 +81,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         # mkstemp makes the file private (0600), and the rename would keep that: give it the
         # mode any program's new file gets, 0666 less the umask
-        os.fchmod(fd, 0o666 & ~current_umask())
+        os.fchmod(fd, 0o666 & ~_umask())
     finally:
         os.close(fd)
     try:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._utils import atomic_write, current_umask, write_json
+from ._utils import atomic_write, write_json
 from .errors import ConfigError, DataError, PpdgmError, TrainingDivergedError
 
 __all__ = ["main", "build_parser", "MODELS"]
@@ -435,7 +435,6 @@ def _train(args) -> int:
             f"rate (--overwrite --lr {lr}) or continue from it (--resume --lr {lr})"
         ) from None
     seconds = time.perf_counter() - t0
-    _check_data(vae, data, str(cfg["data"]))
     metrics = _compute_metrics(vae, data, cfg["iwae_k"])
     metrics.update(
         {
@@ -633,12 +632,11 @@ def _infer(args) -> int:
     existing = [name for name in INFER_FILES if (out / name).exists()]
     if existing and not args.overwrite:
         raise ConfigError(f"{out}: already holds results ({', '.join(existing)}); use --overwrite")
-    if args.method != "svi" and args.backend == "numpyro" and "jax" not in sys.modules:
-        # one (virtual) CPU device per chain so that NumPyro runs the chains in parallel on
-        # the cores there are; this must happen before JAX starts
-        import numpyro
+    if args.method != "svi" and args.backend == "numpyro":
+        from .inference._jax import provide_host_devices
 
-        numpyro.set_host_device_count(min(args.chains, 32))
+        # one (virtual) CPU device per chain, so that NumPyro runs them in parallel
+        provide_host_devices(min(args.chains, 32))
     import warnings
 
     from . import inference
@@ -723,11 +721,9 @@ def _write_infer_outputs(idata, summary, out: Path, seed: int) -> list[str]:
                 written.append("ppc.png")
             else:
                 print("the model has no observed sites: no ppc.png", file=sys.stderr)
-        mode = 0o666 & ~current_umask()
         for name in INFER_FILES:
             (out / name).unlink(missing_ok=True)
-        for name in written:
-            (tmp / name).chmod(mode)
+        for name in written:  # created by their writers, so with the umask's permissions
             (tmp / name).replace(out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyro
 import torch
 from torch import nn
@@ -563,8 +564,6 @@ def _make_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.o
 
 def _as_tensors(data) -> tuple[torch.Tensor, ...]:
     """The training data as a tuple of tensors: a tensor or array, or a tuple/list of them."""
-    import numpy as np
-
     parts = (data,) if torch.is_tensor(data) or isinstance(data, np.ndarray) else data
     if not isinstance(parts, (tuple, list)) or not parts:
         raise ConfigError(
