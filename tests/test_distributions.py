@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from scipy.stats import chisquare, logistic
 
@@ -58,3 +59,31 @@ def test_discretized_logistic_mean_is_the_weighted_sum_over_bins():
     expected = (d.log_prob(k.expand(17, 2, 2)).exp() * k).sum(0)
     torch.testing.assert_close(d.mean, expected)
     assert d.mean.shape == (2, 2)
+
+
+def test_discretized_logistic_expand_keeps_its_parameters_and_bins():
+    d = DiscretizedLogistic(torch.tensor([3.0, 9.0]), torch.tensor([0.0, -1.0]), 12)
+    e = d.expand((4, 2))
+    assert e.batch_shape == (4, 2) and e.num_bins == 12
+    k = torch.tensor([[0.0, 11.0], [3.0, 9.0], [5.0, 10.0], [1.0, 2.0]])
+    torch.testing.assert_close(e.log_prob(k), d.log_prob(k))
+    assert e.support.upper_bound == 11 and e.support.lower_bound == 0
+
+
+def test_discretized_logistic_validates_its_values_and_bins():
+    d = DiscretizedLogistic(torch.tensor(3.0), torch.tensor(0.0), 5, validate_args=True)
+    assert d.support.check(torch.tensor([0.0, 4.0])).all()
+    assert not d.support.check(torch.tensor([5.0, 2.5, -1.0])).any()
+    with pytest.raises(ValueError):
+        d.log_prob(torch.tensor(5.0))
+    assert torch.isfinite(d.log_prob(torch.tensor(4.0)))
+    with pytest.raises(ValueError, match="num_bins must be at least 2, got 1"):
+        DiscretizedLogistic(torch.tensor(0.0), torch.tensor(0.0), 1)
+
+
+def test_discretized_logistic_samples_stay_on_the_bins_far_outside_them():
+    torch.manual_seed(0)
+    d = DiscretizedLogistic(torch.tensor([-40.0, 60.0, 2.0]), torch.tensor([0.0, 0.0, -9.0]), 9)
+    s = d.sample((200,))
+    assert s.shape == (200, 3)
+    assert (s[:, 0] == 0).all() and (s[:, 1] == 8).all() and (s[:, 2] == 2).all()

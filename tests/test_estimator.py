@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from ppdgm import VAE
 from ppdgm.data import load_data
@@ -26,7 +25,6 @@ def test_fit_sample_score_transform_shapes(fitted, binary_digits):
     assert fitted.transform(x).shape == (20, 4)
     assert fitted.reconstruct(x).shape == (20, 64)
     assert fitted.elbo_samples(x).shape == (20,)
-    assert torch.is_tensor(torch.as_tensor(fitted.sample(2)))
 
 
 def test_training_learns_the_digits(fitted, binary_digits):
@@ -58,18 +56,28 @@ def test_save_load_round_trip(fitted, binary_digits, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "likelihood,data", [("discretized_logistic", "digits"), ("gaussian", "digits-unit")]
+    "likelihood,data,gain",
+    [("discretized_logistic", "digits", 30.0), ("gaussian", "digits-unit", 10.0)],
 )
-def test_other_likelihoods(likelihood, data):
+def test_other_likelihoods_learn_the_data(likelihood, data, gain):
     d = load_data(data)
-    vae = VAE(latent_dim=3, hidden_dims=(32,), likelihood=likelihood, seed=0).fit(
-        d.x_train, num_steps=60
-    )
-    s = vae.score_samples(d.x_test[:10], num_particles=20)
-    assert s.shape == (10,) and np.isfinite(s).all()
+    x = d.x_test[:100]
+
+    def fit(steps):
+        vae = VAE(latent_dim=3, hidden_dims=(32,), likelihood=likelihood, seed=0)
+        return vae.fit(d.x_train, num_steps=steps)
+
+    untrained, vae = fit(1), fit(150)
+    s = vae.score_samples(x, num_particles=20)
+    assert s.shape == (100,) and np.isfinite(s).all()
+    # 150 steps raise the held-out log-likelihood by many nats (measured: 53 and 16)
+    assert s.mean() > untrained.score_samples(x, num_particles=20).mean() + gain
+    samples = vae.sample(500, seed=0)
+    # the samples' pixel means follow the data's (measured correlation 0.96 and 0.98)
+    assert np.corrcoef(samples.mean(0), d.x_train.mean(0))[0, 1] > 0.9
+    assert samples.std(0).max() > 0  # draws, not the decoder's mean
     if likelihood == "discretized_logistic":
         assert vae.num_bins_ == 17
-        samples = vae.sample(5)
         assert samples.min() >= 0 and samples.max() <= 16 and (samples == np.round(samples)).all()
 
 
