@@ -457,3 +457,34 @@ def test_semi_supervised_objective_uses_the_objectives_and_guide_object_it_is_gi
     unl = unlabelled.differentiable_loss(model.model, g, x[~known])
     cls = guide.classifier_log_prob(x[known], y[known]).sum()
     assert got == pytest.approx((lab - 0.2 * cls + unl).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shape,max_elements,num_particles,expected",
+    [
+        ((3, 4), 24, 5, [2, 2, 1]),  # 24 values hold two particles of 3 x 4
+        ((3, 4), 5, 3, [1, 1, 1]),  # fewer values than one particle needs: one at a time
+        ((1, 1), 2, 4, [2, 2]),
+        ((3, 4), 10**6, 7, [7]),
+    ],
+)
+def test_iwae_bound_holds_at_most_max_elements_at_once(
+    monkeypatch, shape, max_elements, num_particles, expected
+):
+    import ppdgm.evaluation as evaluation
+
+    lik = make_likelihood("gaussian", shape[1:], gaussian_scale=1.0)
+    model = VAEModel(nn.Linear(L, shape[1]), L, lik, shape[1:])
+    guide = AmortizedNormalGuide(nn.Linear(shape[1], 2 * L), L)
+    sizes, log_weights = [], evaluation.log_weights
+
+    def recording(*args, num_particles, **kwargs):
+        sizes.append(num_particles)
+        return log_weights(*args, num_particles=num_particles, **kwargs)
+
+    monkeypatch.setattr(evaluation, "log_weights", recording)
+    x = torch.randn(shape)
+    out = iwae_bound(
+        model.model, guide.guide, x, num_particles=num_particles, max_elements=max_elements
+    )
+    assert sizes == expected and out.shape == (shape[0],)
