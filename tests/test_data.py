@@ -391,3 +391,127 @@ def test_validate_array_returns_float32_and_names_the_bad_cell():
         DataValueError, match=r"^a: non-finite value nan at row 2, position \(4,\);"
     ):
         validate_array(y, "a")
+
+
+# -- load_data: which reader, which split --------------------------------------------------------
+def test_digits_views_are_thresholded_and_scaled_from_the_raw_pixels():
+    raw, b, u = load_data("digits"), load_data("digits-binary"), load_data("digits-unit")
+    np.testing.assert_array_equal(b.x_train, (raw.x_train > 8).astype(np.float32))
+    np.testing.assert_allclose(u.x_test, raw.x_test / 16.0)
+    assert (raw.name, b.name, u.name) == ("digits", "digits-binary", "digits-unit")
+    assert (raw.kind, raw.num_bins, b.kind, b.num_bins, u.kind, u.num_bins) == (
+        "integer",
+        17,
+        "binary",
+        2,
+        "continuous",
+        None,
+    )
+    np.testing.assert_array_equal(raw.y_train, b.y_train)
+    assert raw.image_shape == (1, 8, 8) and raw.x_train.dtype == np.float32
+    with pytest.raises(ValueError, match="unknown digits view 'gray'"):
+        load_digits_data("gray")
+
+
+def test_bundled_listing_and_toy_data():
+    from ppdgm.data import list_datasets, load_toy_data
+
+    names = dict(list_datasets())
+    assert names["digits"] == "scikit-learn 8x8 digits, integer pixels 0..16"
+    assert names["digits-binary"] == "digits binarized at pixel > 8"
+    assert set(TOY_DENSITIES) <= set(names) and names["8gaussians"].startswith("toy 2-D: ")
+    d = load_data("8gaussians")
+    assert d.x_train.shape == (8000, 2) and d.x_test.shape == (2000, 2) and d.name == "8gaussians"
+    assert d.kind == "continuous" and d.true_log_prob is not None
+    density = toy_density("8gaussians")
+    np.testing.assert_array_equal(d.x_train, density.sample(8000, seed=1))
+    np.testing.assert_array_equal(d.x_test, density.sample(2000, seed=2))
+    small = load_toy_data("two-moons", num_train=30, num_test=7)
+    assert small.x_train.shape == (30, 2) and small.x_test.shape == (7, 2)
+    assert small.true_log_prob is None  # two-moons has no closed-form density
+
+
+def test_mnist_training_file_takes_its_t10k_test_file(tmp_path):
+    rng = np.random.RandomState(0)
+    tr, te = rng.randint(0, 256, (12, 4, 4)), rng.randint(0, 256, (5, 4, 4))
+    _write_idx(tmp_path / "train-images-idx3-ubyte", tr)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", te)
+    d = load_data(tmp_path / "train-images-idx3-ubyte")
+    np.testing.assert_array_equal(d.x_train[:, 0], tr)
+    np.testing.assert_array_equal(d.x_test[:, 0], te)
+    assert d.y_train is None and d.image_shape == (1, 4, 4) and d.kind == "integer"
+    assert d.num_bins == int(max(tr.max(), te.max())) + 1
+    # labels for the training split only are dropped: a labelled model needs both
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", np.arange(12) % 10)
+    d = load_data(tmp_path / "train-images-idx3-ubyte")
+    assert d.y_train is None and d.y_test is None
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(5))
+    d = load_data(tmp_path / "train-images-idx3-ubyte")
+    np.testing.assert_array_equal(d.y_train, np.arange(12) % 10)
+    np.testing.assert_array_equal(d.y_test, np.arange(5))
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", rng.randint(0, 256, (5, 4, 3)))
+    with pytest.raises(DataFormatError, match=r"t10k-images-idx3-ubyte: test images of shape"):
+        load_data(tmp_path / "train-images-idx3-ubyte")
+    # the same file under another name is split 90/10 as usual
+    (tmp_path / "x-images-idx3-ubyte").write_bytes(
+        (tmp_path / "train-images-idx3-ubyte").read_bytes()
+    )
+    d = load_data(tmp_path / "x-images-idx3-ubyte")
+    assert len(d.x_train) == 11 and len(d.x_test) == 1
+
+
+def test_idx_labels_named_with_dots_and_given_explicitly(tmp_path):
+    imgs = np.zeros((10, 2, 2))
+    imgs[:, 0, 0] = np.arange(10)
+    _write_idx(tmp_path / "a-images.idx3", imgs)
+    _write_idx(tmp_path / "a-labels.idx1", np.arange(10))
+    d = load_data(tmp_path / "a-images.idx3")
+    np.testing.assert_array_equal(d.x_train[:, 0, 0, 0], d.y_train)
+    np.save(tmp_path / "other.npy", 9 - np.arange(10))
+    d = load_data(tmp_path / "a-images.idx3", labels=tmp_path / "other.npy")
+    np.testing.assert_array_equal(9 - d.x_train[:, 0, 0, 0], d.y_train)
+    _write_idx(tmp_path / "flat-images-idx2-ubyte", np.arange(20).reshape(10, 2))
+    assert load_data(tmp_path / "flat-images-idx2-ubyte").x_train.shape == (9, 2)
+
+
+def test_labels_file_beside_any_data_file(tmp_path):
+    x = np.zeros((10, 3))
+    x[:, 0] = np.arange(10)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.arange(10) % 4)
+    d = load_data(tmp_path / "x.npy", labels=tmp_path / "y.npy")
+    np.testing.assert_array_equal(d.x_train[:, 0] % 4, d.y_train)
+    np.testing.assert_array_equal(d.x_test[:, 0] % 4, d.y_test)
+    np.save(tmp_path / "short.npy", np.arange(9))
+    with pytest.raises(ShapeMismatchError, match=r"short\.npy: 9 labels for 10 examples"):
+        load_data(tmp_path / "x.npy", labels=tmp_path / "short.npy")
+
+
+def test_image_arrays_get_a_channel_and_too_many_dimensions_are_refused(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((10, 5, 6)))
+    d = load_data(tmp_path / "a.npy")
+    assert d.x_train.shape == (9, 1, 5, 6) and d.image_shape == (1, 5, 6)
+    np.save(tmp_path / "c.npy", np.zeros((10, 3, 5, 6)))
+    assert load_data(tmp_path / "c.npy").image_shape == (3, 5, 6)
+    np.save(tmp_path / "v.npy", np.zeros((10, 4)))
+    assert load_data(tmp_path / "v.npy").image_shape is None
+    np.save(tmp_path / "b.npy", np.zeros((10, 2, 3, 4, 5)))
+    with pytest.raises(DataFormatError, match=r"b\.npy: examples of shape \(2, 3, 4, 5\) have too"):
+        load_data(tmp_path / "b.npy")
+    x3 = np.random.RandomState(0).randint(0, 3, (6, 2, 2)).astype(float)
+    np.savez(tmp_path / "s.npz", x_train=x3[:3], x_test=x3[3:5], x_val=x3[5:])
+    d = load_data(tmp_path / "s.npz")
+    assert d.x_train.shape == (3, 1, 2, 2) and d.x_val.shape == (1, 1, 2, 2)
+    assert d.image_shape == (1, 2, 2) and d.x_test.shape == (2, 1, 2, 2)
+    assert (d.kind, d.num_bins) == ("integer", int(x3.max()) + 1)
+    np.savez(tmp_path / "t.npz", x_train=x3[:3], x_test=x3[3:])
+    d = load_data(tmp_path / "t.npz")
+    assert d.x_val is None and d.x_test.shape == (3, 1, 2, 2)
+
+
+def test_unknown_format_and_missing_path_name_the_choices(tmp_path):
+    (tmp_path / "noext").write_text("1")
+    with pytest.raises(DataFormatError, match=r"unknown data format '\(no extension\)'; expected"):
+        load_data(tmp_path / "noext")
+    with pytest.raises(DataFormatError, match=r"nope: no such file .* \(bundled: digits, digits-"):
+        load_data("nope")
