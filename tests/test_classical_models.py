@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 from scipy import stats
+from scipy.special import logsumexp
 
 import ppdgm.inference as inf
 from ppdgm.errors import ConvergenceWarning
@@ -325,3 +326,132 @@ def test_lda_by_svi_recovers_topics():
     tv = 0.5 * np.abs(topics[:, None, :] - est[None, :, :]).sum(-1)
     assert sorted(tv.argmin(1).tolist()) == [0, 1, 2]
     assert tv.min(1).max() < 0.2, tv
+
+
+# ---------------------------------------------------------------- log joint against scipy
+
+
+def _ordered_logpdf(v, scale):
+    """log density of an increasing vector made by OrderedTransform from N(0, scale) values:
+    u_0 = v_0, u_i = log(v_i - v_(i-1)), and the Jacobian of that inverse."""
+    gaps = np.diff(v)
+    u = np.concatenate([v[:1], np.log(gaps)])
+    return stats.norm(0, scale).logpdf(u).sum() - np.log(gaps).sum()
+
+
+def _dirichlet(x, alpha):
+    """Dirichlet log density written out (scipy's insists on a simplex to 1e-9, and float32
+    draws are off by 1e-8)."""
+    from scipy.special import gammaln
+
+    alpha = np.broadcast_to(alpha, x.shape)
+    return gammaln(alpha.sum()) - gammaln(alpha).sum() + ((alpha - 1) * np.log(x)).sum()
+
+
+def _halfnormal(x, scale):
+    return stats.halfnorm(scale=scale).logpdf(x).sum()
+
+
+def _reference_log_joint(name, args, kwargs, v):
+    if name == "gaussian_mixture":
+        (x,) = args
+        lp = _dirichlet(v["weights"], np.ones(3))
+        lp += _ordered_logpdf(v["locs_first"], 10.0)
+        lp += stats.norm(0, 10.0).logpdf(v["locs_rest"]).sum()
+        lp += stats.lognorm(s=1.0).logpdf(v["scales"]).sum()
+        locs = np.column_stack([v["locs_first"], v["locs_rest"]])
+        comp = stats.norm(locs[None], v["scales"][None]).logpdf(x[:, None, :]).sum(-1)
+        return lp + logsumexp(np.log(v["weights"]) + comp, axis=1).sum()
+    if name in ("ppca", "factor_analysis"):
+        (x,) = args
+        if name == "ppca":
+            lp, noise = _halfnormal(v["sigma"], 1.0), v["sigma"] ** 2 * np.ones(x.shape[1])
+        else:
+            lp, noise = _halfnormal(v["psi"], 1.0), v["psi"]
+        lp += stats.norm(0, 10.0).logpdf(v["loc"]).sum() + stats.norm(0, 1).logpdf(v["W"]).sum()
+        cov = v["W"] @ v["W"].T + np.diag(noise)
+        return lp + stats.multivariate_normal(v["loc"], cov).logpdf(x).sum()
+    if name == "hmm":
+        (y,) = args
+        lp = _dirichlet(v["init"], np.ones(3))
+        lp += sum(_dirichlet(row, np.ones(3)) for row in v["trans"])
+        lp += _ordered_logpdf(v["locs"], 10.0) + _halfnormal(v["scale"], 10.0)
+        # every state path at once (3^9 of them): its log joint with the observations
+        paths = np.array(list(itertools.product(range(3), repeat=len(y))))
+        path_lp = np.log(v["init"][paths[:, 0]])
+        path_lp += np.log(v["trans"][paths[:, :-1], paths[:, 1:]]).sum(1)
+        path_lp += stats.norm(v["locs"][paths], v["scale"]).logpdf(y).sum(1)
+        return lp + logsumexp(path_lp)
+    if name == "linear_regression":
+        x, y = args
+        lp = stats.norm(0, 1.0).logpdf(v["w"]).sum() + stats.norm(0, 10.0).logpdf(v["b"])
+        if "noise" in kwargs:
+            sigma = kwargs["noise"]
+        else:
+            sigma = v["sigma"]
+            lp += _halfnormal(sigma, 1.0)
+        return lp + stats.norm(x @ v["w"] + v["b"], sigma).logpdf(y).sum()
+    if name == "logistic_regression":
+        x, y = args
+        lp = stats.norm(0, 1.0).logpdf(v["w"]).sum() + stats.norm(0, 5.0).logpdf(v["b"])
+        logits = x @ v["w"] + v["b"]
+        return lp + (y * logits - np.logaddexp(0, logits)).sum()
+    if name == "hierarchical_normal":
+        group, y = args
+        lp = stats.norm(0, 10.0).logpdf(v["mu"]) + _halfnormal(v["tau"], 5.0)
+        lp += _halfnormal(v["sigma"], 5.0) + stats.norm(0, 1).logpdf(v["eta"]).sum()
+        theta = v["mu"] + v["tau"] * v["eta"]
+        return lp + stats.norm(theta[group], v["sigma"]).logpdf(y).sum()
+    if name == "eight_schools":
+        sigma, y = args
+        lp = stats.norm(0, 5.0).logpdf(v["mu"]) + stats.halfcauchy(scale=5.0).logpdf(v["tau"])
+        lp += stats.norm(0, 1).logpdf(v["theta_raw"]).sum()
+        return lp + stats.norm(v["mu"] + v["tau"] * v["theta_raw"], sigma).logpdf(y).sum()
+    if name == "lda":
+        words, mask = args
+        k, vocab = kwargs["num_topics"], kwargs["vocab_size"]
+        wc, tc = kwargs["word_concentration"], kwargs["topic_concentration"]
+        lp = sum(_dirichlet(t, wc * np.ones(vocab)) for t in v["topics"])
+        theta = v["doc_topics"].reshape(len(words), k)
+        lp += sum(_dirichlet(t, tc * np.ones(k)) for t in theta)
+        probs = theta @ v["topics"]
+        word_lp = np.log(np.take_along_axis(probs, words, axis=1))
+        return lp + (word_lp * mask).sum()
+    raise AssertionError(name)
+
+
+def _prior_draw_pyro(model, args, kwargs):
+    import pyro.poutine as poutine
+    import torch
+
+    from ppdgm.inference.backend import as_backend_args, use_backend
+
+    bargs, bkwargs = as_backend_args(args, kwargs, "pyro")
+    torch.manual_seed(3)
+    with use_backend("pyro"):
+        tr = poutine.trace(model).get_trace(*bargs, **bkwargs)
+    return {
+        k: s["value"].numpy()
+        for k, s in tr.nodes.items()
+        if s["type"] == "sample" and not s["is_observed"]
+    }
+
+
+@pytest.mark.parametrize("name", list(_cases()) + ["linear_regression_known_noise"])
+def test_log_joint_matches_scipy(name):
+    """Every prior, its default hyperparameters and the likelihood, site by site: the log joint
+    at a prior draw (float32, as the samplers use it) against scipy's densities in float64."""
+    key = "linear_regression" if name.endswith("known_noise") else name
+    model, args, kwargs = _cases()[key]
+    if name.endswith("known_noise"):
+        kwargs = {"noise": 0.7}
+    values = _prior_draw_pyro(model, args, kwargs)
+    if key == "hmm":
+        init, trans, locs, _ = _hmm_params()
+        values = {"init": init, "trans": trans, "locs": locs, "scale": np.array(0.8)}
+        values = {k: np.asarray(a, dtype=np.float32) for k, a in values.items()}
+    got = _log_joint(model, args, kwargs, values, "pyro")
+    v64 = {k: np.asarray(a, dtype=np.float64) for k, a in values.items()}
+    expected = _reference_log_joint(key, args, kwargs, v64)
+    assert np.isfinite(expected)
+    assert abs(got - expected) < 2e-5 * max(1.0, abs(expected)), (got, expected)

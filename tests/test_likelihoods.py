@@ -55,6 +55,7 @@ def test_gaussian_learned_scale_starts_at_one_per_dimension_and_is_trained():
     params = dict(lik.named_parameters())
     assert set(params) == {"log_scale"} and params["log_scale"].shape == (4,)
     torch.testing.assert_close(lik(torch.zeros(4)).scale, torch.ones(4))
+    assert isinstance(Gaussian((4,)).log_scale, torch.nn.Parameter)  # learned by default
     with torch.no_grad():
         lik.log_scale.copy_(torch.tensor([0.0, math.log(2.0), math.log(0.5), 1.0]))
     x = torch.tensor([0.3, -1.0, 0.2, 2.0])
@@ -106,7 +107,9 @@ def test_discretized_logistic_likelihood_normalizes_over_its_bins(bins):
 def test_likelihood_configuration_errors_name_the_problem():
     with pytest.raises(ConfigError, match="num_bins >= 2, got 1"):
         make_likelihood("discretized_logistic", (3,), num_bins=1)
-    with pytest.raises(ConfigError, match="discretized_logistic needs num_bins"):
+    with pytest.raises(
+        ConfigError, match=r"^discretized_logistic needs num_bins \(the number of integer values\)$"
+    ):
         make_likelihood("discretized_logistic", (3,))
     with pytest.raises(ConfigError, match="unknown likelihood 'poisson'.*bernoulli, gaussian"):
         make_likelihood("poisson", (3,))
