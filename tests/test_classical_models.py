@@ -186,6 +186,18 @@ def test_mixture_responsibilities_match_bayes_rule():
         dens / dens.sum(1, keepdims=True),
         rtol=1e-10,
     )
+    # several draws: the label posterior averaged over them
+    w2, locs2, scales2 = np.array([0.5, 0.5]), locs + 1.0, 2 * scales
+    dens2 = np.stack(
+        [w2[k] * stats.norm(locs2[k], scales2[k]).pdf(x).prod(-1) for k in range(2)], 1
+    )
+    np.testing.assert_allclose(
+        classical.mixture_responsibilities(
+            x, np.stack([w, w2]), np.stack([locs, locs2]), np.stack([scales, scales2])
+        ),
+        0.5 * (dens / dens.sum(1, keepdims=True) + dens2 / dens2.sum(1, keepdims=True)),
+        rtol=1e-10,
+    )
 
 
 # ---------------------------------------------------------------- recovery
@@ -357,9 +369,11 @@ def _reference_log_joint(name, args, kwargs, v):
         (x,) = args
         lp = _dirichlet(v["weights"], np.ones(3))
         lp += _ordered_logpdf(v["locs_first"], 10.0)
-        lp += stats.norm(0, 10.0).logpdf(v["locs_rest"]).sum()
         lp += stats.lognorm(s=1.0).logpdf(v["scales"]).sum()
-        locs = np.column_stack([v["locs_first"], v["locs_rest"]])
+        locs = v["locs_first"][:, None]
+        if x.shape[1] > 1:
+            lp += stats.norm(0, 10.0).logpdf(v["locs_rest"]).sum()
+            locs = np.column_stack([v["locs_first"], v["locs_rest"]])
         comp = stats.norm(locs[None], v["scales"][None]).logpdf(x[:, None, :]).sum(-1)
         return lp + logsumexp(np.log(v["weights"]) + comp, axis=1).sum()
     if name in ("ppca", "factor_analysis"):
@@ -437,14 +451,19 @@ def _prior_draw_pyro(model, args, kwargs):
     }
 
 
-@pytest.mark.parametrize("name", list(_cases()) + ["linear_regression_known_noise"])
+@pytest.mark.parametrize(
+    "name", list(_cases()) + ["linear_regression_known_noise", "gaussian_mixture_1d"]
+)
 def test_log_joint_matches_scipy(name):
     """Every prior, its default hyperparameters and the likelihood, site by site: the log joint
     at a prior draw (float32, as the samplers use it) against scipy's densities in float64."""
-    key = "linear_regression" if name.endswith("known_noise") else name
+    key = {"linear_regression_known_noise": "linear_regression"}.get(name, name)
+    key = {"gaussian_mixture_1d": "gaussian_mixture"}.get(key, key)
     model, args, kwargs = _cases()[key]
     if name.endswith("known_noise"):
         kwargs = {"noise": 0.7}
+    if name.endswith("1d"):
+        args = (args[0][:, :1],)
     values = _prior_draw_pyro(model, args, kwargs)
     if key == "hmm":
         init, trans, locs, _ = _hmm_params()
@@ -455,3 +474,34 @@ def test_log_joint_matches_scipy(name):
     expected = _reference_log_joint(key, args, kwargs, v64)
     assert np.isfinite(expected)
     assert abs(got - expected) < 2e-5 * max(1.0, abs(expected)), (got, expected)
+
+
+def test_mixture_init_is_the_k_means_clusters_in_order():
+    rng = np.random.default_rng(8)
+    centers = np.array([[5.0, 0.0], [-5.0, 1.0], [0.0, -4.0]])
+    sizes = [30, 20, 1]
+    z = np.repeat(np.arange(3), sizes)
+    x = centers[z] + 0.3 * rng.normal(size=(51, 2))
+    init = classical.mixture_init(x, 3)
+    order = [1, 2, 0]  # by the first coordinate
+    counts = np.array(sizes)[order]
+    np.testing.assert_allclose(init["weights"], (counts + 1) / (counts + 1).sum())
+    means = np.stack([x[z == k].mean(0) for k in order])
+    np.testing.assert_allclose(init["locs_first"], means[:, 0] + 1e-3 * np.arange(3), atol=1e-9)
+    np.testing.assert_allclose(init["locs_rest"], means[:, 1:], atol=1e-9)
+    # a one-point cluster takes the data's spread; the others their own
+    expected = np.stack([x[z == k].std(0) if sizes[k] > 1 else x.std(0) for k in order])
+    np.testing.assert_allclose(init["scales"], expected, atol=1e-9)
+    assert set(init) == {"weights", "locs_first", "locs_rest", "scales"}
+    one_d = classical.mixture_init(x[:, :1], 3)
+    assert "locs_rest" not in one_d and one_d["scales"].shape == (3, 1)
+    twins = classical.mixture_init(np.array([[1.0], [1.0], [1.0], [9.0]]), 2)
+    assert (twins["scales"] >= 1e-3).all() and twins["scales"].min() == 1e-3
+
+
+def test_ppca_ml_refuses_a_latent_dimension_out_of_range():
+    x = np.random.default_rng(0).normal(size=(10, 3))
+    for bad in (0, 3):
+        with pytest.raises(ValueError, match=rf"latent_dim must be in 1\.\.2, got {bad}"):
+            classical.ppca_ml(x, bad)
+    assert classical.ppca_ml(x, 2)["W"].shape == (3, 2)
