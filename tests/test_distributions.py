@@ -87,3 +87,31 @@ def test_discretized_logistic_samples_stay_on_the_bins_far_outside_them():
     s = d.sample((200,))
     assert s.shape == (200, 3)
     assert (s[:, 0] == 0).all() and (s[:, 1] == 8).all() and (s[:, 2] == 2).all()
+
+
+def test_discretized_logistic_validation_follows_validate_args_through_expand():
+    loc, log_scale = torch.tensor([3.0, 4.0]), torch.tensor([0.0, 0.0])
+    outside = torch.tensor([5.0, 2.0])
+    with pytest.raises(ValueError):
+        DiscretizedLogistic(loc, log_scale, 5, validate_args=True).expand((3, 2)).log_prob(outside)
+    # validate_args=False turns the checks off even where Pyro's validation is on
+    d = DiscretizedLogistic(loc, log_scale, 5, validate_args=False)
+    assert torch.isfinite(d.log_prob(outside)).all()
+    assert torch.isfinite(d.expand((3, 2)).log_prob(outside)).all()
+    # expanding never re-checks the parameters (a NaN location stays the caller's business)
+    nan = DiscretizedLogistic(torch.tensor([float("nan")]), torch.zeros(1), 5, validate_args=False)
+    assert nan.expand((4, 1)).batch_shape == (4, 1)
+
+
+def test_discretized_logistic_subclasses_expand_to_their_own_class():
+    class Shifted(DiscretizedLogistic):
+        def __init__(self, loc, log_scale, num_bins, shift=1.0):
+            super().__init__(loc + shift, log_scale, num_bins)
+
+        def expand(self, batch_shape, _instance=None):
+            new = self._get_checked_instance(Shifted, _instance)
+            return super().expand(batch_shape, _instance=new)
+
+    e = Shifted(torch.tensor(2.0), torch.tensor(0.0), 6).expand((3,))
+    assert type(e) is Shifted and e.batch_shape == (3,) and e.num_bins == 6
+    torch.testing.assert_close(e.loc, torch.full((3,), 3.0))
