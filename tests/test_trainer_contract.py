@@ -1,0 +1,327 @@
+"""The trainer's contract on a deterministic objective: data order, the loss per example, the
+history's averaging, evaluation, checkpoints, clipping, optimizers and every refusal."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from pyro.infer.util import is_validation_enabled
+from torch import nn
+
+import ppdgm.train as train_module
+from ppdgm.errors import ConfigError, TrainingDivergedError
+from ppdgm.train import OPTIMIZERS, Trainer, load_checkpoint
+
+
+class Quadratic(nn.Module):
+    """loss(x) = sum_n (x_n - theta)^2: deterministic, its gradient known."""
+
+    def __init__(self, record=True):
+        super().__init__()
+        self.theta = nn.Parameter(torch.zeros(()))
+        self.record = record
+        self.batches = []
+        self.training_flags = []
+
+    def forward(self, x, *rest):
+        if self.record:
+            self.batches.append(x.detach().clone())
+            self.training_flags.append(self.training)
+        return ((x - self.theta) ** 2).sum()
+
+
+def _model(*args):
+    pass
+
+
+def _trainer(quad=None, **kwargs):
+    quad = quad if quad is not None else Quadratic()
+    opts = dict(batch_size=4, seed=0, device="cpu", compile=False, optimizer="sgd", lr=0.1)
+    opts.update(kwargs)
+    return Trainer(_model, _model, lambda model, guide: quad, **opts), quad
+
+
+DATA = torch.arange(10, dtype=torch.float32)
+
+
+def test_each_epoch_is_a_permutation_in_full_batches():
+    tr, quad = _trainer()
+    tr.run(DATA, 6, progress=False)
+    batches = [b.long().tolist() for b in quad.batches]
+    assert all(len(b) == 4 for b in batches)
+    for epoch in (batches[0:2], batches[2:4], batches[4:6]):
+        seen = epoch[0] + epoch[1]
+        assert len(set(seen)) == 8  # no example twice in an epoch; the last 2 are dropped
+    assert batches[0:2] != batches[2:4]  # reshuffled every epoch
+    # the data order is the trainer's seed's, whatever the global generator does
+    torch.manual_seed(99)
+    again, quad2 = _trainer()
+    again.run(DATA, 6, progress=False)
+    assert [b.long().tolist() for b in quad2.batches] == batches
+    other, quad3 = _trainer(seed=1)
+    other.run(DATA, 2, progress=False)
+    assert [b.long().tolist() for b in quad3.batches] != batches[:2]
+
+
+def test_a_batch_larger_than_the_data_is_the_whole_data():
+    tr, quad = _trainer(batch_size=64)
+    tr.run(DATA, 2, progress=False)
+    assert [sorted(b.long().tolist()) for b in quad.batches] == [list(range(10))] * 2
+
+
+def test_loss_is_per_example_and_the_step_is_plain_sgd():
+    tr, quad = _trainer(lr=0.1, batch_size=4)
+    x = torch.tensor([1.0, 2.0, 3.0, 6.0])
+    assert tr.loss(x).item() == pytest.approx((x**2).sum().item() / 4)
+    out = tr.step(x)
+    assert out == {"loss": pytest.approx(50 / 4)}
+    # gradient of mean (x - theta)^2 at 0 is -2 mean(x) = -6: theta = 0.6
+    assert quad.theta.item() == pytest.approx(0.6)
+    assert tr.step_count == 1
+
+
+def test_history_averages_windows_aligned_on_the_step():
+    tr, quad = _trainer()
+    losses = []
+    orig = tr.step
+
+    def step(*batch):
+        out = orig(*batch)
+        losses.append(out["loss"])
+        return out
+
+    tr.step = step
+    hist = tr.run(DATA, 7, progress=False, log_every=3)
+    assert hist["step"] == [3, 6, 7]
+    np.testing.assert_allclose(
+        hist["loss"], [np.mean(losses[0:3]), np.mean(losses[3:6]), losses[6]], rtol=1e-6
+    )
+    # run on: the window of steps 7-9 is completed (the early point at 7 stays in memory; a
+    # run resumed from a checkpoint replaces it, see test_train)
+    tr.run(DATA, 9, progress=False, log_every=3)
+    assert tr.history["step"] == [3, 6, 7, 9]
+    assert tr.history["loss"][-1] == pytest.approx(np.mean(losses[6:9]), rel=1e-6)
+
+
+def test_evaluation_is_periodic_in_eval_mode_and_leaves_the_trajectory_alone():
+    def run(with_eval):
+        quad = Quadratic(record=False)
+        modes = []
+
+        def eval_fn():
+            modes.append(quad.training)
+            torch.rand(1000)  # uses the global generator: must not change training
+            return {"val": float(quad.theta.detach()) ** 2, "other": 1.0}
+
+        tr, _ = _trainer(quad, optimizer="adam", lr=0.05)
+        tr.run(
+            torch.randn(50, generator=torch.Generator().manual_seed(0)) + 2,
+            12,
+            progress=False,
+            eval_fn=eval_fn if with_eval else None,
+            eval_every=5,
+        )
+        return tr, quad, modes
+
+    tr, quad, modes = run(True)
+    _, quad_plain, _ = run(False)
+    assert tr.history["eval_step"] == [5, 10]
+    assert modes == [False, False] and quad.training  # eval mode only while evaluating
+    # the first value returned is the validation loss: the curve and the best step follow it
+    assert len(tr.history["eval"]) == 2 and tr.history["eval"][1] != 1.0
+    assert tr.best["step"] == tr.history["eval_step"][int(np.argmin(tr.history["eval"]))]
+    assert quad.theta.item() == quad_plain.theta.item()
+
+
+def test_checkpoints_are_written_every_n_steps_and_at_the_end(tmp_path, monkeypatch):
+    saved = []
+    real = train_module.save_checkpoint
+
+    def recording(path, state):
+        saved.append((path.name, state["step"]))
+        return real(path, state)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", recording)
+    tr, _ = _trainer()
+    tr.run(
+        DATA,
+        7,
+        progress=False,
+        checkpoint_path=tmp_path / "c.pt",
+        checkpoint_every=3,
+        extra_state=lambda: {"config": {"a": 1}},
+    )
+    assert saved == [("c.pt", 3), ("c.pt", 6), ("c.pt", 7)]
+    state = load_checkpoint(tmp_path / "c.pt")
+    assert state["extra"] == {"config": {"a": 1}} and state["format"] == "ppdgm.checkpoint/1"
+
+
+def test_resume_continues_to_the_total_and_takes_the_new_learning_rate(tmp_path):
+    tr, _ = _trainer(optimizer="adam", lr=0.01)
+    tr.run(DATA, 4, progress=False, checkpoint_path=tmp_path / "c.pt")
+    again, quad = _trainer(optimizer="adam", lr=0.5)
+    again.run(DATA, 6, progress=False, checkpoint_path=tmp_path / "c.pt", resume=True)
+    assert again.step_count == 6 and len(quad.batches) == 2
+    assert [g["lr"] for g in again.optimizer.param_groups] == [0.5]
+    # no checkpoint yet: a fresh start
+    fresh, quad = _trainer()
+    fresh.run(DATA, 2, progress=False, checkpoint_path=tmp_path / "none.pt", resume=True)
+    assert fresh.step_count == 2 and (tmp_path / "none.pt").exists()
+    with pytest.raises(ConfigError, match="^resume needs a checkpoint path$"):
+        fresh.run(DATA, 3, progress=False, resume=True)
+
+
+def test_clip_grad_norm_bounds_each_update():
+    tr, quad = _trainer(lr=1.0, clip_grad_norm=1e-3)
+    tr.step(torch.full((4,), 100.0))
+    assert abs(quad.theta.item()) == pytest.approx(1e-3, rel=1e-5)
+    free, quad = _trainer(lr=1.0)
+    free.step(torch.full((4,), 100.0))
+    assert quad.theta.item() == pytest.approx(200.0)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_optimizers_by_name(name):
+    tr, _ = _trainer(optimizer=name, lr=0.03)
+    assert type(tr.optimizer) is OPTIMIZERS[name]
+    assert tr.optimizer.param_groups[0]["lr"] == 0.03
+    if name in ("adam", "adamw"):
+        assert tr.optimizer.param_groups[0]["fused"] is True  # on the CPU, fused kernels
+    assert set(OPTIMIZERS) == {"adam", "adamw", "sgd", "rmsprop"}
+
+
+def test_validation_of_distribution_arguments_is_the_callers_choice():
+    seen = []
+
+    class Check(Quadratic):
+        def forward(self, x, *rest):
+            seen.append(is_validation_enabled())
+            return super().forward(x)
+
+    for validate in (False, True):
+        tr, _ = _trainer(Check(), validate=validate)
+        tr.step(DATA[:4])
+    assert seen == [False, True]
+
+
+def test_diverged_loss_names_the_step_and_leaves_the_parameters():
+    tr, quad = _trainer()
+    tr.step(DATA[:4])
+    before = quad.theta.item()
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"^the loss became nan at step 2; try a smaller learning rate or check the data$",
+    ):
+        tr.step(torch.tensor([1.0, float("nan"), 0.0, 0.0]))
+    assert quad.theta.item() == before and tr.step_count == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (
+            {"optimizer": "lbfgs"},
+            r"^unknown optimizer 'lbfgs'; choose one of adam, adamw, sgd, rms",
+        ),
+        ({"lr": 0.0}, r"^lr must be positive, got 0\.0$"),
+        ({"lr": float("nan")}, r"^lr must be positive, got nan$"),
+        ({"batch_size": 0}, r"^batch_size must be >= 1, got 0$"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        _trainer(**kwargs)
+
+
+def test_a_pair_without_parameters_is_refused():
+    with pytest.raises(
+        ConfigError, match=r"^the model, guide and objective have no trainable parameters$"
+    ):
+        Trainer(_model, _model, lambda m, g: lambda x: x.sum(), device="cpu")
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (
+            [],
+            r"^data must be a tensor or NumPy array \(N, \.\.\.\), or a non-empty tuple of "
+            r"them, got list$",
+        ),  # fmt: skip
+        ("abc", r"got str$"),
+        (torch.tensor(3.0), r"^data\[0\]: expected an array of examples \(N, \.\.\.\), got a "),
+        (np.array(["a", "b"]), r"^data\[0\]: expected a numeric array, got dtype <U1$"),
+        ((DATA, [1, 2]), r"^data\[1\]: expected a tensor or NumPy array, got list$"),
+        ((DATA, DATA[:3]), r"^data tensors disagree on the number of examples: \[10, 3\]$"),
+    ],
+)
+def test_bad_data_is_refused_by_name(data, message):
+    tr, _ = _trainer()
+    with pytest.raises(ConfigError, match=message):
+        tr.run(data, 1, progress=False)
+
+
+def test_numpy_data_becomes_tensors_of_the_default_dtype():
+    tr, quad = _trainer(batch_size=10)
+    labels = np.arange(10)
+    tr.run((np.arange(10, dtype=np.float64), labels), 1, progress=False)
+    assert quad.batches[0].dtype == torch.get_default_dtype()
+    got = []
+
+    class Both(Quadratic):
+        def forward(self, x, y):
+            got.append(y)
+            return super().forward(x)
+
+    tr, _ = _trainer(Both(), batch_size=10)
+    tr.run((np.arange(10.0), labels), 1, progress=False)
+    assert got[0].dtype == torch.int64  # integer labels stay integers
+
+
+def test_a_stale_trace_falls_back_to_eager():
+    class Scaled(Quadratic):
+        scale = 1.0
+
+        def forward(self, x, *rest):
+            return super().forward(x) * self.scale  # a Python float baked into the trace
+
+    quad = Scaled(record=False)
+    tr, _ = _trainer(quad, compile=True)
+    tr.step(DATA[:4])
+    quad.scale = 3.0
+    with pytest.warns(UserWarning, match=r"runs uncompiled: its traced loss .* differs from the "):
+        tr.step(DATA[4:8])
+    expected = 3.0 * (DATA[:4] - quad.theta.detach()).pow(2).mean().item()
+    assert tr.loss(DATA[:4]).item() == pytest.approx(expected)
+
+
+def test_restore_best_without_an_evaluation_changes_nothing(tmp_path):
+    tr, quad = _trainer()
+    tr.run(DATA, 3, progress=False)
+    before = quad.theta.item()
+    assert tr.restore_best() is False and tr.restore_best(tmp_path / "none.pt") is False
+    assert quad.theta.item() == before
+
+
+def test_progress_bar_shows_the_steps_loss_and_validation(capsys):
+    tr, _ = _trainer()
+    tr.run(DATA, 6, eval_fn=lambda: {"v": 0.25}, eval_every=3)
+    err = capsys.readouterr().err
+    assert "train" in err and "6/6" in err and "loss=" in err and "val=0.250" in err
+    tr.run(DATA, 8, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_early_stopping_must_be_a_positive_integer():
+    tr, _ = _trainer()
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ConfigError, match="early_stopping"):
+            tr.run(DATA, 3, progress=False, eval_fn=lambda: {"v": 0.0}, eval_every=1,
+                   early_stopping=bad)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tr.run(DATA, 3, progress=False, eval_fn=lambda: {"v": math.pi}, eval_every=1,
+               early_stopping=1)  # fmt: skip
+    assert tr.best["stopped"] and tr.step_count == 2
