@@ -358,3 +358,113 @@ def test_png_larger_than_allowed_is_refused_before_decoding(tmp_path, monkeypatc
     monkeypatch.setattr(files, "MAX_IMAGE_PIXELS", 11)
     with pytest.raises(DataFormatError, match=r"a\.png: image of 4x3 pixels is larger than"):
         read_image_folder(tmp_path)
+
+
+# -- what mutation testing showed unpinned ------------------------------------------------------
+def test_refusals_of_labels_name_their_file(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.ones((3, 2)), y=[0, -1, 1])
+    with pytest.raises(DataValueError, match=r"d\.npz\[x\].*row 1"):
+        read_npz(tmp_path / "d.npz")
+    p = tmp_path / "d.csv"
+    p.write_text("a,label\n1,0\n2,-1\n")
+    with pytest.raises(DataValueError, match=r"d\.csv.*row 1"):
+        read_csv(p)
+    q = tmp_path / "e.csv"
+    q.write_text("a,label\n1e39,0\n")  # beyond float32
+    with pytest.raises(
+        DataValueError,
+        match=r"e\.csv: value 1e\+39 at row 0, position \(0,\) is beyond the float32",
+    ):
+        read_csv(q)
+    (tmp_path / "l.npy").write_bytes(b"\x93NUMPY\x01\x00garbage")
+    with pytest.raises(DataFormatError, match=r"l\.npy: not a valid \.npy file"):
+        read_labels(tmp_path / "l.npy", 3)
+    (tmp_path / "l.txt").write_text("1\n")
+    with pytest.raises(
+        DataFormatError,
+        match=r"l\.txt: unknown labels format '\.txt'; expected \.npy or an IDX file$",
+    ):
+        read_labels(tmp_path / "l.txt", 1)
+
+
+def test_npz_validation_split_with_labels_and_the_keys_listed(tmp_path):
+    rng = np.random.RandomState(0)
+    np.savez(
+        tmp_path / "v.npz",
+        x_train=rng.rand(4, 2),
+        x_test=rng.rand(2, 2),
+        x_val=rng.rand(3, 2),
+        y_train=[0, 1, 0, 1],
+        y_test=[1, 1],
+        y_val=[0, 0, 1],
+    )
+    out = read_npz(tmp_path / "v.npz")
+    assert out["y_val"].tolist() == [0, 0, 1] and out["x_val"].shape == (3, 2)
+    np.savez(tmp_path / "c.npz", first=np.ones((2, 2)), second=np.ones((2, 2)))
+    with pytest.raises(
+        DataFormatError,
+        match=r"among \['first', 'second'\]; name it one of x, X, data, images \(or x_train/x_t",
+    ):
+        read_npz(tmp_path / "c.npz")
+
+
+def test_a_header_wider_than_the_rows_is_ragged(tmp_path):
+    p = tmp_path / "w.csv"
+    p.write_text("a,b,c\n1,2\n3,4\n")
+    for reader in (read_csv, read_csv_columns):
+        with pytest.raises(DataFormatError, match=r"w\.csv: row 2 has 2 columns, expected 3"):
+            reader(p)
+
+
+def test_png_folder_ignores_other_files_and_reads_every_gray_mode_as_one_channel(tmp_path):
+    values = np.array([[0, 1, 0], [1, 1, 0]], np.uint8)
+    Image.fromarray(values * 255).convert("1").save(tmp_path / "a_bilevel.png")
+    Image.fromarray(values * 200, mode="L").convert("LA").save(tmp_path / "b_la.png")
+    Image.fromarray(values.astype(np.uint16) * 70).save(tmp_path / "d_i16.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "sub.png").mkdir()  # a folder with an image's name is no image
+    modes = [Image.open(p).mode for p in sorted(tmp_path.glob("*_*.png"))]
+    assert modes == ["1", "LA", "I;16"]  # (Pillow writes no 32-bit "I" PNG)
+    x, y = read_image_folder(tmp_path)
+    assert y is None and x.shape == (3, 1, 2, 3)  # gray, every one
+    np.testing.assert_array_equal(x[0, 0] > 0, values.astype(bool))
+    np.testing.assert_array_equal(x[1, 0], values * 200)
+    np.testing.assert_array_equal(x[2, 0], values * 70)
+
+
+def test_png_sizes_are_checked_whichever_image_comes_first(tmp_path):
+    rgb = np.zeros((3, 4, 3), np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((3, 4), np.uint8)).save(tmp_path / "b.png")
+    assert read_image_folder(tmp_path)[0].shape == (2, 3, 3, 4)
+    Image.fromarray(np.zeros((5, 2), np.uint8)).save(tmp_path / "c.png")
+    with pytest.raises(
+        DataFormatError,
+        match=r"c\.png: image is 2x5 pixels but a\.png is 4x3; all images must have one size$",
+    ):
+        read_image_folder(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "colour,gray",
+    [((90, 90, 90), True), ((200, 10, 10), False), ((10, 10, 200), False), ((10, 200, 10), False)],
+)
+def test_png_palette_is_gray_only_when_all_three_channels_agree(tmp_path, colour, gray):
+    im = Image.fromarray(np.array([[0, 1]], np.uint8), mode="P")
+    im.putpalette([0, 0, 0, *colour] + [0] * 762)
+    im.save(tmp_path / "p.png")
+    x, _ = read_image_folder(tmp_path)
+    assert x.shape == ((1, 1, 1, 2) if gray else (1, 3, 1, 2))
+    np.testing.assert_array_equal(x[0, :, 0, 1], [colour[0]] if gray else colour)
+
+
+def test_idx_size_limit_is_inclusive(tmp_path, monkeypatch):
+    import ppdgm.data.files as files
+
+    monkeypatch.setattr(files, "MAX_IDX_BYTES", 12)
+    p = tmp_path / "a.idx"
+    write_idx(p, np.zeros((3, 4), np.uint8))  # exactly 12 bytes: allowed
+    assert read_idx(p).shape == (3, 4)
+    write_idx(p, np.zeros((13,), np.uint8))
+    with pytest.raises(DataFormatError, match=r"declares 13 bytes, more than allowed"):
+        read_idx(p)

@@ -91,15 +91,22 @@ def validate_array(x: np.ndarray, source: str, min_ndim: int = 2) -> np.ndarray:
         )
     if x.shape[0] == 0 or x.size == 0:
         raise DataFormatError(f"{source}: the data is empty (shape {x.shape})")
-    x = x.astype(np.float32, copy=False)
+    original = x
+    with np.errstate(over="ignore"):
+        x = x.astype(np.float32, copy=False)
     finite = np.isfinite(x)
     if not finite.all():
         bad = np.argwhere(~finite)[0]
-        value = x[tuple(bad)]
+        where = f" at row {int(bad[0])}" + (
+            f", position {tuple(int(i) for i in bad[1:])}" if len(bad) > 1 else ""
+        )
+        value = original[tuple(bad)]
+        if np.isfinite(value):  # finite in the file, beyond float32's range
+            raise DataValueError(
+                f"{source}: value {value:g}{where} is beyond the float32 range (about 3.4e38)"
+            )
         raise DataValueError(
-            f"{source}: non-finite value {value} at row {int(bad[0])}"
-            + (f", position {tuple(int(i) for i in bad[1:])}" if len(bad) > 1 else "")
-            + "; NaN and inf are not allowed"
+            f"{source}: non-finite value {x[tuple(bad)]}{where}; NaN and inf are not allowed"
         )
     return x
 
