@@ -515,3 +515,83 @@ def test_unknown_format_and_missing_path_name_the_choices(tmp_path):
         load_data(tmp_path / "noext")
     with pytest.raises(DataFormatError, match=r"nope: no such file .* \(bundled: digits, digits-"):
         load_data("nope")
+
+
+def test_digits_split_is_the_documented_permutation_with_labels():
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    perm = np.random.RandomState(0).permutation(1797)
+    for view, expect in (("raw", raw.data), ("binary", raw.data > 8), ("unit", raw.data / 16)):
+        d = load_digits_data(view)
+        assert d.x_train.dtype == np.float32 and d.y_train.dtype == np.int64
+        np.testing.assert_allclose(d.x_train, expect[perm[:1500]].astype(np.float32))
+        np.testing.assert_allclose(d.x_test, expect[perm[1500:]].astype(np.float32))
+        np.testing.assert_array_equal(d.y_train, raw.target[perm[:1500]])
+        np.testing.assert_array_equal(d.y_test, raw.target[perm[1500:]])
+    assert load_digits_data().name == "digits"  # the raw view by default
+
+
+def test_loaded_files_are_named_by_their_path_with_their_kind(tmp_path):
+    np.save(tmp_path / "a.npy", np.arange(20).reshape(10, 2))
+    d = load_data(tmp_path / "a.npy")
+    assert d.name == str(tmp_path / "a.npy") and (d.kind, d.num_bins) == ("integer", 20)
+    np.savez(tmp_path / "s.npz", x_train=np.zeros((3, 2)), x_test=np.ones((2, 2)))
+    assert load_data(tmp_path / "s.npz").name == str(tmp_path / "s.npz")
+    _write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((4, 2, 2)))
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((2, 2, 2)))
+    assert load_data(tmp_path / "train-images-idx3-ubyte").name == str(
+        tmp_path / "train-images-idx3-ubyte"
+    )
+    np.save(tmp_path / "one.npy", np.zeros((1, 2)))
+    with pytest.raises(DataFormatError, match=r"one\.npy: need at least 2 examples to split"):
+        load_data(tmp_path / "one.npy")
+
+
+def test_npz_splits_keep_their_labels_and_the_validation_values_count(tmp_path):
+    x = np.zeros((4, 2))
+    np.savez(
+        tmp_path / "v.npz",
+        x_train=x,
+        x_test=x[:2],
+        x_val=np.full((2, 2), 5.0),  # the largest value is in the validation split only
+        y_train=[0, 1, 2, 3],
+        y_test=[1, 0],
+        y_val=[2, 2],
+    )
+    d = load_data(tmp_path / "v.npz")
+    assert (d.kind, d.num_bins) == ("integer", 6)
+    assert d.y_train.tolist() == [0, 1, 2, 3] and d.y_test.tolist() == [1, 0]
+    assert d.y_val.tolist() == [2, 2]
+
+
+def test_float_idx_with_nan_and_mismatched_test_images_are_named(tmp_path):
+    imgs = np.zeros((3, 2, 2), np.float32)
+    imgs[1, 0, 1] = np.nan
+    _write_idx(tmp_path / "f-images-idx3-ubyte", imgs, code=0x0D)
+    with pytest.raises(DataValueError, match=r"f-images-idx3-ubyte: non-finite value nan at row 1"):
+        load_data(tmp_path / "f-images-idx3-ubyte")
+    _write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((4, 3, 2)))
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((2, 2, 3)))
+    with pytest.raises(
+        DataFormatError,
+        match=r"t10k-images-idx3-ubyte: test images of shape \(1, 2, 3\) do not match the "
+        r"training images' \(1, 3, 2\) in .*train-images-idx3-ubyte$",
+    ):
+        load_data(tmp_path / "train-images-idx3-ubyte")
+
+
+def test_format_refusals_say_what_is_expected(tmp_path):
+    (tmp_path / "x.parquet").write_bytes(b"1")
+    with pytest.raises(
+        DataFormatError,
+        match=r"x\.parquet: unknown data format '\.parquet'; expected \.npy, \.npz, \.csv, an "
+        r"IDX file or a folder of PNG images$",
+    ):
+        load_data(tmp_path / "x.parquet")
+    np.save(tmp_path / "b.npy", np.zeros((10, 2, 3, 4, 5)))
+    with pytest.raises(
+        DataFormatError,
+        match=r"have too many dimensions; expected \(N, D\) vectors or \(N, C, H, W\) images$",
+    ):
+        load_data(tmp_path / "b.npy")

@@ -235,8 +235,5 @@ def load_data(
 
 
 def _image_shape(x: np.ndarray) -> tuple[int, ...] | None:
-    if x.ndim == 4:
-        return tuple(x.shape[1:])
-    if x.ndim == 3:
-        return (1, *x.shape[1:])
-    return None
+    """The shape of one image for (N, C, H, W) data (3-D data has its channel by now)."""
+    return tuple(x.shape[1:]) if x.ndim == 4 else None
