@@ -178,8 +178,10 @@ def test_ppca_ml_matches_sklearn_probabilistic_pca():
 
 
 def test_mixture_responsibilities_match_bayes_rule():
-    x = np.array([[0.0, 0.0], [3.0, 1.0]])
-    w, locs, scales = np.array([0.3, 0.7]), np.array([[0.0, 0.0], [3.0, 0.0]]), np.ones((2, 2))
+    x = np.array([[0.0, 0.0], [3.0, 1.0], [1.5, -2.0]])
+    # unequal scales, per component and per dimension: their normalizers matter
+    w, locs = np.array([0.3, 0.7]), np.array([[0.0, 0.0], [3.0, 0.0]])
+    scales = np.array([[0.5, 2.0], [1.5, 0.7]])
     dens = np.stack([w[k] * stats.norm(locs[k], scales[k]).pdf(x).prod(-1) for k in range(2)], 1)
     np.testing.assert_allclose(
         classical.mixture_responsibilities(x, w, locs, scales),

@@ -130,9 +130,9 @@ def mixture_responsibilities(x: np.ndarray, weights, locs, scales) -> np.ndarray
     locs = np.asarray(locs).reshape(weights.shape + (-1,))
     scales = np.asarray(scales).reshape(locs.shape)
     x = np.asarray(x, dtype=float).reshape(len(x), -1)
-    # (S, N, K)
+    # (S, N, K); the Normal's log(2 pi) term is the same for every component and cancels
     log_comp = -0.5 * (((x[None, :, None, :] - locs[:, None]) / scales[:, None]) ** 2).sum(-1)
-    log_comp -= np.log(scales).sum(-1)[:, None] + 0.5 * x.shape[1] * np.log(2 * np.pi)
+    log_comp -= np.log(scales).sum(-1)[:, None]
     log_joint = np.log(weights)[:, None, :] + log_comp
     resp = np.exp(log_joint - logsumexp(log_joint, axis=-1, keepdims=True))
     return resp.mean(0)
