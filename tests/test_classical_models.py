@@ -507,3 +507,103 @@ def test_ppca_ml_refuses_a_latent_dimension_out_of_range():
         with pytest.raises(ValueError, match=rf"latent_dim must be in 1\.\.2, got {bad}"):
             classical.ppca_ml(x, bad)
     assert classical.ppca_ml(x, 2)["W"].shape == (3, 2)
+    one = classical.ppca_ml(x + 5.0, 1)
+    np.testing.assert_allclose(one["loc"], x.mean(0) + 5.0)
+    assert set(one) == {"loc", "W", "sigma", "covariance"} and one["W"].shape == (3, 1)
+
+
+def test_ppca_ml_with_small_eigenvalues_matches_sklearn():
+    """Data on a small scale (eigenvalues well below 1): W's scale is sqrt(lambda - sigma^2)."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(2)
+    x = 0.05 * (rng.normal(size=(300, 2)) @ rng.normal(size=(2, 4))) + 0.01 * rng.normal(
+        size=(300, 4)
+    )
+    ml = classical.ppca_ml(x, 2)
+    n = len(x)
+    pca = PCA(n_components=2).fit(x)
+    np.testing.assert_allclose(ml["covariance"] * n / (n - 1), pca.get_covariance(), atol=1e-12)
+    np.testing.assert_allclose(ml["W"] @ ml["W"].T + ml["sigma"] ** 2 * np.eye(4), ml["covariance"])
+
+
+# the sites of each model as the posterior sees them: kind, shape, event dims and the names of
+# their axes (plate names become InferenceData dimensions)
+SITES = {
+    "gaussian_mixture": [
+        ("weights", "latent", (3,), 1, ["weights_dim_0"]),
+        ("locs_first", "latent", (3,), 1, ["locs_first_dim_0"]),
+        ("locs_rest", "latent", (3, 1), 2, ["locs_rest_dim_0", "locs_rest_dim_1"]),
+        ("locs", "deterministic", (3, 2), 0, ["locs_dim_0", "locs_dim_1"]),
+        ("scales", "latent", (3, 2), 2, ["scales_dim_0", "scales_dim_1"]),
+        ("x", "observed", (12, 2), 1, ["data", "x_dim_1"]),
+    ],
+    "ppca": [
+        ("sigma", "latent", (), 0, []),
+        ("loc", "latent", (4,), 1, ["loc_dim_0"]),
+        ("W", "latent", (4, 2), 2, ["W_dim_0", "W_dim_1"]),
+        ("x", "observed", (15, 4), 1, ["data", "x_dim_1"]),
+    ],
+    "factor_analysis": [
+        ("psi", "latent", (4,), 1, ["psi_dim_0"]),
+        ("loc", "latent", (4,), 1, ["loc_dim_0"]),
+        ("W", "latent", (4, 2), 2, ["W_dim_0", "W_dim_1"]),
+        ("x", "observed", (15, 4), 1, ["data", "x_dim_1"]),
+    ],
+    "hmm": [
+        ("init", "latent", (3,), 1, ["init_dim_0"]),
+        ("trans", "latent", (3, 3), 1, ["from_state", "trans_dim_1"]),
+        ("locs", "latent", (3,), 1, ["locs_dim_0"]),
+        ("scale", "latent", (), 0, []),
+        ("y_loglik", "factor", (), 0, []),
+    ],
+    "linear_regression": [
+        ("w", "latent", (2,), 1, ["w_dim_0"]),
+        ("b", "latent", (), 0, []),
+        ("sigma", "latent", (), 0, []),
+        ("y", "observed", (12,), 0, ["data"]),
+    ],
+    "logistic_regression": [
+        ("w", "latent", (2,), 1, ["w_dim_0"]),
+        ("b", "latent", (), 0, []),
+        ("y", "observed", (12,), 0, ["data"]),
+    ],
+    "hierarchical_normal": [
+        ("mu", "latent", (), 0, []),
+        ("tau", "latent", (), 0, []),
+        ("sigma", "latent", (), 0, []),
+        ("eta", "latent", (3,), 0, ["groups"]),
+        ("theta", "deterministic", (3,), 0, ["theta_dim_0"]),
+        ("y", "observed", (10,), 0, ["data"]),
+    ],
+    "eight_schools": [
+        ("mu", "latent", (), 0, []),
+        ("tau", "latent", (), 0, []),
+        ("theta_raw", "latent", (8,), 0, ["school"]),
+        ("theta", "deterministic", (8,), 0, ["school"]),
+        ("y", "observed", (8,), 0, ["school"]),
+    ],
+    "lda": [
+        ("topics", "latent", (2, 6), 1, ["topic", "topics_dim_1"]),
+        (
+            "doc_topics",
+            "latent",
+            (4, 1, 2),
+            1,
+            ["documents", "doc_topics_dim_1", "doc_topics_dim_2"],
+        ),
+        ("words", "observed", (4, 5), 0, ["documents", "positions"]),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", list(_cases()))
+def test_sites_shapes_and_plate_dimensions(name):
+    from ppdgm.inference.backend import as_backend_args
+    from ppdgm.inference.posterior import model_sites
+
+    model, args, kwargs = _cases()[name]
+    bargs, bkwargs = as_backend_args(args, kwargs, "pyro")
+    sites, _ = model_sites(model, bargs, bkwargs, "pyro")
+    got = [(s.name, s.kind, s.shape, s.event_dim, s.dims) for s in sites.values()]
+    assert got == [tuple(row) for row in SITES[name]]
