@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -15,20 +16,12 @@ import numpy as np
 from ._utils import atomic_write, write_json
 from .errors import ConfigError, DataError, PpdgmError, TrainingDivergedError
 
-__all__ = ["main", "build_parser", "MODELS"]
+__all__ = ["main", "build_parser"]
 
-MODELS = {
-    "vae": "variational autoencoder: Pyro program with an amortized Normal guide, fitted by SVI"
-}
 CHECKPOINT, BEST, CONFIG, METRICS = "checkpoint.pt", "best.pt", "config.json", "metrics.json"
 EVALUATION = "evaluation.json"
 #: options of ``train`` that a resumed run takes from the command line (the rest must match)
 RESUME_HONOURED = ("steps", "lr", "early_stopping", "eval_every", "checkpoint_every", "iwae_k")
-AUTO_LIKELIHOOD = {
-    "binary": "bernoulli",
-    "integer": "discretized_logistic",
-    "continuous": "gaussian",
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,79 +64,141 @@ def _fraction(text):
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="ppdgm", description="Deep generative models as probabilistic programs.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    t = sub.add_parser("train", help="train a model and write checkpoint, metrics and figures")
-    t.add_argument("model", choices=sorted(MODELS), help="model family")
-    t.add_argument(
+def _train_options() -> argparse.ArgumentParser:
+    """The options every family's ``train`` takes: data, run folder and the training loop."""
+    t = argparse.ArgumentParser(add_help=False)
+    g = t.add_argument_group("data and run")
+    g.add_argument(
         "--data",
-        default="digits",
-        help="bundled name (see `ppdgm list`) or a path: .npy, .npz, .csv, PNG folder, IDX",
+        default=None,
+        help="bundled name (see `ppdgm list`) or a path: .npy, .npz, .csv, PNG folder, IDX "
+        "(default: the family's own, digits for most)",
     )
-    t.add_argument("--labels", default=None, help="labels file (.npy or IDX) for the data")
-    t.add_argument("--label-column", default=None, help="CSV label column (name or 0-based index)")
-    t.add_argument(
+    g.add_argument("--labels", default=None, help="labels file (.npy or IDX) for the data")
+    g.add_argument("--label-column", default=None, help="CSV label column (name or 0-based index)")
+    g.add_argument("--out", default=None, help="run folder (default runs/FAMILY)")
+    g.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+    )
+    g.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    o = t.add_argument_group("training")
+    o.add_argument(
         "--steps",
         type=_positive(int),
         default=None,
         help="optimizer steps in total (default 3000; with --resume: the run's own, or a new total)",
     )
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default=None, help="run folder (default runs/MODEL)")
-    t.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
-    )
-    t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    t.add_argument(
-        "--iwae-k", type=_positive(int), default=1000, help="particles of the test IWAE bound"
-    )
-    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    t.add_argument("--batch-size", type=_positive(int), default=128)
-    t.add_argument("--lr", type=_positive(float), default=1e-3)
-    t.add_argument("--latent-dim", type=_positive(int), default=8)
-    t.add_argument("--hidden-dims", type=_dims, default=(256, 256), help="e.g. 256,256")
-    t.add_argument(
-        "--likelihood",
-        default="auto",
-        choices=["auto", "bernoulli", "gaussian", "discretized_logistic"],
-        help="auto: bernoulli for binary data, discretized_logistic for integers, else gaussian",
-    )
-    t.add_argument(
-        "--arch",
-        default="auto",
-        choices=["auto", "mlp", "conv"],
-        help="conv reshapes bundled images to (N, C, H, W)",
-    )
-    t.add_argument("--beta", type=_positive(float), default=1.0, help="KL weight (beta-VAE)")
-    t.add_argument("--objective", default="elbo", choices=["elbo", "iwae"])
-    t.add_argument(
-        "--num-particles", type=_positive(int), default=1, help="particles of the objective"
-    )
-    t.add_argument(
+    o.add_argument("--batch-size", type=_positive(int), default=128)
+    o.add_argument("--lr", type=_positive(float), default=1e-3)
+    o.add_argument(
         "--val-fraction",
         type=_fraction,
         default=0.1,
         help="share of the training split held out for validation (model selection, early "
         "stopping); a file's own validation split is used where it has one; 0: none",
     )
-    t.add_argument(
+    o.add_argument(
         "--early-stopping",
         type=_positive(int),
         default=None,
         metavar="PATIENCE",
         help="stop after PATIENCE evaluations without improvement of the validation loss",
     )
-    t.add_argument(
+    o.add_argument(
         "--eval-every",
         type=_positive(int),
         default=None,
         help="steps between validation evaluations (default: 20 over the run)",
     )
-    t.add_argument("--checkpoint-every", type=_positive(int), default=500)
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("--no-compile", action="store_true", help="run the training step eagerly")
+    o.add_argument("--checkpoint-every", type=_positive(int), default=500)
+    o.add_argument(
+        "--iwae-k",
+        type=_positive(int),
+        default=1000,
+        help="particles of the test IWAE bound (latent-variable families)",
+    )
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    o.add_argument("--no-compile", action="store_true", help="run the training step eagerly")
+    return t
+
+
+@dataclasses.dataclass
+class _Option:
+    flag: str
+    dest: str
+    kwargs: dict[str, Any]
+
+
+def _number_or_text(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def family_options(cls) -> list[_Option]:
+    """A family's command-line options, one per hyperparameter of its constructor (those the
+    command line does not set itself: seed, device, compile): the type from the default and
+    the annotation, the choices from ``cls.choices``, the help from the docstring."""
+    import inspect
+
+    docs = cls.param_docs()
+    sig = inspect.signature(cls.__init__)
+    out = []
+    for name, default in cls.param_defaults().items():
+        if name in cls.cli_managed:
+            continue
+        annotation = str(sig.parameters[name].annotation)
+        default = cls.cli_defaults.get(name, default)
+        text = docs.get(name, "").replace("``", "")
+        kwargs: dict[str, Any] = {"default": default, "help": text}
+        if name in cls.choices:
+            kwargs["choices"] = list(cls.choices[name])
+        elif isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, tuple):
+            kwargs["type"] = _dims
+            kwargs["metavar"] = "N,N,..."
+        elif "float" in annotation and "str" in annotation:
+            kwargs["type"] = _number_or_text
+        elif isinstance(default, float) or annotation.startswith("float"):
+            kwargs["type"] = _positive(float)
+        elif isinstance(default, int) or annotation.startswith("int"):
+            kwargs["type"] = _positive(int)
+        if kwargs["help"] and default is not None and not isinstance(default, bool):
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            kwargs["help"] = kwargs["help"].rstrip(".") + f" (default: {shown})"
+        out.append(_Option("--" + name.replace("_", "-"), name, kwargs))
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ppdgm", description="Deep generative models as probabilistic programs.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser(
+        "train",
+        help="train a model and write checkpoint, metrics and figures",
+        description="Train a model family (see `ppdgm list`); `ppdgm train FAMILY --help` lists "
+        "its options.",
+    )
+    families = t.add_subparsers(dest="model", required=True, metavar="FAMILY", parser_class=_Parser)
+    common = _train_options()
+    from .estimators import REGISTRY
+
+    for name in sorted(REGISTRY):
+        cls = REGISTRY[name]
+        f = families.add_parser(
+            name,
+            help=cls.summary,
+            description=f"{cls.summary}. Model options come from ppdgm.{cls.__name__}.",
+            parents=[common],
+        )
+        group = f.add_argument_group(f"{name} model options (ppdgm.{cls.__name__})")
+        for option in family_options(cls):
+            group.add_argument(option.flag, dest=option.dest, **option.kwargs)
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run", help="run folder (or its checkpoint.pt)")
@@ -239,13 +294,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def _given_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
     """The destinations of the options given on the command line (not left to defaults)."""
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    train = sub.choices["train"]
-    saved = [(a, a.default) for a in train._actions]
+
+    def subparsers(p):
+        return [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+
+    train = subparsers(parser)[0].choices["train"]
+    actions = [a for f in subparsers(train)[0].choices.values() for a in f._actions]
+    saved = [(a, a.default) for a in actions if a.dest != "help"]
     try:
         for a, _ in saved:
             a.default = argparse.SUPPRESS
-        return set(vars(parser.parse_args(argv))) - {"command"}
+        return set(vars(parser.parse_args(argv))) - {"command", "model"}
     finally:
         for a, default in saved:
             a.default = default
@@ -305,69 +364,28 @@ def _read_config(folder: Path) -> dict[str, Any]:
         raise ConfigError(f"{folder / CONFIG}: not valid JSON ({e})") from None
 
 
-def _check_data(vae, data, source: str) -> None:
+def _check_data(est, data, source: str) -> None:
     """Refuse data that does not fit the trained model, naming the data file."""
-    from .data import check_likelihood_support, check_shape
-
     for part in ("x_train", "x_val", "x_test"):
         x = getattr(data, part)
         if x is not None:
-            check_shape(x, vae.data_shape_, source)
-            check_likelihood_support(x, vae.likelihood, source, vae.num_bins_)
+            est.check_data(x, source)
 
 
-def _split_metrics(vae, x, iwae_k: int, prefix: str) -> dict[str, Any]:
-    from .evaluation import bits_per_dim
-
-    elbo = float(np.mean(vae.elbo_samples(x, num_particles=10)))
-    iwae = float(np.mean(vae.score_samples(x, num_particles=iwae_k)))
-    dims = int(np.prod(vae.data_shape_))
-    return {
-        f"{prefix}_elbo": elbo,
-        f"{prefix}_nll_elbo": -elbo,
-        f"{prefix}_nll_iwae": -iwae,
-        f"{prefix}_bits_per_dim": float(bits_per_dim(-iwae, dims)),
-        f"num_{prefix}": int(len(x)),
-    }
-
-
-def _compute_metrics(vae, data, iwae_k: int) -> dict[str, Any]:
-    """ELBO and IWAE bound on the test split (and the validation split where there is one)."""
-    metrics = {"iwae_k": iwae_k, **_split_metrics(vae, data.x_test, iwae_k, "test")}
+def _compute_metrics(est, data, iwae_k: int) -> dict[str, Any]:
+    """The family's figures of merit on the test split (and the validation split if any)."""
+    metrics = {"iwae_k": iwae_k, **est.metrics(data.x_test, "test", iwae_k=iwae_k)}
     if data.x_val is not None:
-        metrics.update(_split_metrics(vae, data.x_val, iwae_k, "val"))
+        metrics.update(est.metrics(data.x_val, "val", iwae_k=iwae_k))
     return metrics
-
-
-def _write_figures(vae, data, out: Path, seed: int) -> None:
-    from . import viz
-
-    shape = data.image_shape if vae.arch_ == "mlp" else None
-    viz.plot_samples(
-        vae.sample(64, return_mean=True, seed=seed),
-        shape,
-        path=out / "samples.png",
-        title="samples (likelihood mean at z ~ p(z))",
-        reference=data.x_test if data.x_test.shape[1:] == (2,) else None,
-    )
-    n = min(32, len(data.x_test))
-    viz.plot_reconstructions(
-        data.x_test[:n], vae.reconstruct(data.x_test[:n]), shape, path=out / "reconstructions.png"
-    )
-    viz.plot_latents(vae.transform(data.x_test), data.y_test, path=out / "latents.png")
-    viz.plot_curves(
-        vae.history_,
-        path=out / "curves.png",
-        best_step=vae.selected_step_ if vae.best_step_ is not None else None,
-    )
 
 
 # -- commands -----------------------------------------------------------------------------------
 def _train(args) -> int:
     from ._utils import resolve_device
-    from .data import check_likelihood_support
-    from .estimators import VAE
+    from .estimators import get_family
 
+    cls = get_family(args.model)
     resolve_device(args.device)  # refuse a device that is not here before anything is written
     out = Path(args.out or f"runs/{args.model}")
     ckpt, best = out / CHECKPOINT, out / BEST
@@ -382,24 +400,23 @@ def _train(args) -> int:
             )
         cfg = _new_config(args)
     data = _load_run_data(cfg)
-    params = dict(cfg["params"])
-    params["hidden_dims"] = tuple(params["hidden_dims"])
+    defaults = cls.param_defaults()
+    params = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in cfg["params"].items() if k in defaults
+    }
     params["device"] = args.device
     params["compile"] = not args.no_compile
-    lik = params["likelihood"]
-    if lik == "auto":
-        lik = params["likelihood"] = AUTO_LIKELIHOOD[data.kind]
-    for x in (data.x_train, data.x_val, data.x_test):
-        if x is not None:
-            check_likelihood_support(
-                x, lik, str(cfg["data"]), data.num_bins if lik != "bernoulli" else None
-            )
-    if lik == "discretized_logistic" and params.get("num_bins") is None:
-        params["num_bins"] = data.num_bins
+    est = cls(**params)
+    # the data-dependent settings (a likelihood left to "auto", the number of integer values)
+    # are fixed for the run from every split, so that the test data fit the trained model
+    every = [x for x in (data.x_train, data.x_val, data.x_test) if x is not None]
+    settings = est.data_settings(*every, source=str(cfg["data"]))
+    fixed = {k: v for k, v in settings.items() if k in params and params[k] in (None, "auto")}
+    est.set_params(**fixed)
+    params.update(fixed)
     if cfg.get("early_stopping") and data.x_val is None:
         raise ConfigError("--early-stopping needs a validation split; set --val-fraction above 0")
-    vae = VAE(**params)
-    cfg["params"] = {**params, "device": "auto"}
+    cfg["params"] = {**{k: v for k, v in params.items() if k != "compile"}, "device": "auto"}
     out.mkdir(parents=True, exist_ok=True)  # only now: bad input has been refused by here
     if args.overwrite and not args.resume:
         for name in (CHECKPOINT, BEST, METRICS, EVALUATION):
@@ -407,7 +424,7 @@ def _train(args) -> int:
     write_json(out / CONFIG, cfg)
     t0 = time.perf_counter()
     try:
-        vae.fit(
+        est.fit(
             data.x_train,
             num_steps=cfg["steps"],
             batch_size=cfg["batch_size"],
@@ -435,35 +452,47 @@ def _train(args) -> int:
             f"rate (--overwrite --lr {lr}) or continue from it (--resume --lr {lr})"
         ) from None
     seconds = time.perf_counter() - t0
-    metrics = _compute_metrics(vae, data, cfg["iwae_k"])
+    metrics = _compute_metrics(est, data, cfg["iwae_k"])
     metrics.update(
         {
-            "num_steps": int(vae.last_step_),
-            "selected_step": int(vae.selected_step_),
-            "checkpoint": BEST if vae.best_step_ is not None else CHECKPOINT,
-            "best_val_loss": vae.best_val_loss_,
-            "stopped_early": vae.stopped_early_,
+            "num_steps": int(est.last_step_),
+            "selected_step": int(est.selected_step_),
+            "checkpoint": BEST if est.best_step_ is not None else CHECKPOINT,
+            "best_val_loss": est.best_val_loss_,
+            "stopped_early": est.stopped_early_,
             "val_fraction": cfg.get("val_fraction", 0.0),
             "seconds": seconds,
             "seed": cfg["params"]["seed"],
             "model": args.model,
             "data": str(cfg["data"]),
-            "likelihood": lik,
-            "device": str(vae.device_),
+            **est.settings_,
+            "device": str(est.device_),
             "versions": _versions(),
-            "train_loss_final": float(vae.history_["loss"][-1]),
+            "train_loss_final": float(est.history_["loss"][-1]),
         }
     )
     write_json(out / METRICS, metrics)
-    _write_figures(vae, data, out, cfg["params"]["seed"])
-    stopped = " (stopped early)" if vae.stopped_early_ else ""
+    est.plot_figures(data, out, cfg["params"]["seed"])
+    stopped = " (stopped early)" if est.stopped_early_ else ""
     print(
         f"selected step {metrics['selected_step']} of {metrics['num_steps']}{stopped}; "
-        f"test ELBO {metrics['test_elbo']:.3f} nats, IWAE(K={cfg['iwae_k']}) NLL "
-        f"{metrics['test_nll_iwae']:.3f} nats ({metrics['test_bits_per_dim']:.4f} bits/dim); "
-        f"{seconds:.1f} s; wrote {out}/"
+        f"{_headline(metrics, 'test')}; {seconds:.1f} s; wrote {out}/"
     )
     return 0
+
+
+def _headline(metrics: dict[str, Any], prefix: str) -> str:
+    """The test figures in one line: the ELBO and IWAE bound, or the exact NLL."""
+    if f"{prefix}_nll_iwae" in metrics:
+        return (
+            f"{prefix} ELBO {metrics[f'{prefix}_elbo']:.3f} nats, IWAE(K={metrics['iwae_k']}) "
+            f"NLL {metrics[f'{prefix}_nll_iwae']:.3f} nats "
+            f"({metrics[f'{prefix}_bits_per_dim']:.4f} bits/dim)"
+        )
+    return (
+        f"{prefix} NLL {metrics[f'{prefix}_nll']:.3f} nats "
+        f"({metrics[f'{prefix}_bits_per_dim']:.4f} bits/dim)"
+    )
 
 
 def _resume_config(cfg: dict[str, Any], args) -> dict[str, Any]:
@@ -497,20 +526,28 @@ def _resume_config(cfg: dict[str, Any], args) -> dict[str, Any]:
 
 def _new_config(args, load: bool = True) -> dict[str, Any]:
     from .data import BUNDLED, load_data
+    from .estimators import get_family
 
-    data_spec = args.data if args.data in BUNDLED else str(Path(args.data).resolve())
+    cls = get_family(args.model)
+    spec = args.data or cls.default_data
+    data_spec = spec if spec in BUNDLED else str(Path(spec).resolve())
     labels = str(Path(args.labels).resolve()) if args.labels else None
     reshape = image_shape = None
     if load:
         data = load_data(data_spec, labels=labels, label_column=args.label_column)
-        if args.arch == "conv" and data.x_train.ndim == 2:
+        if getattr(args, "arch", None) == "conv" and data.x_train.ndim == 2:
             if data.image_shape is None:
                 raise DataError(
-                    f"{args.data}: --arch conv needs images (N, C, H, W); these are vectors "
+                    f"{spec}: --arch conv needs images (N, C, H, W); these are vectors "
                     f"of length {data.x_train.shape[1]}"
                 )
             reshape = list(data.image_shape)
         image_shape = list(data.image_shape) if data.image_shape else None
+    params = {}
+    for option in family_options(cls):
+        value = getattr(args, option.dest)
+        params[option.dest] = list(value) if isinstance(value, tuple) else value
+    params["seed"] = args.seed
     return {
         "model": args.model,
         "data": data_spec,
@@ -526,36 +563,33 @@ def _new_config(args, load: bool = True) -> dict[str, Any]:
         "early_stopping": args.early_stopping,
         "eval_every": args.eval_every,
         "checkpoint_every": args.checkpoint_every,
-        "params": {
-            "latent_dim": args.latent_dim,
-            "hidden_dims": list(args.hidden_dims),
-            "likelihood": args.likelihood,
-            "arch": args.arch,
-            "beta": args.beta,
-            "objective": args.objective,
-            "num_particles": args.num_particles,
-            "seed": args.seed,
-            "num_bins": None,
-        },
+        "params": params,
     }
 
 
 def _sample(args) -> int:
+    import inspect
+
     from . import viz
-    from .estimators import VAE
+    from .estimators import load_estimator
 
     folder, ckpt = _run_paths(args.run, args.last)
     target = Path(args.out)
     if target.suffix.lower() not in (".png", ".npy"):
         raise ConfigError(f"{target}: --out must end in .png (an image grid) or .npy (an array)")
-    vae = VAE.load(ckpt, device=args.device)
-    x = vae.sample(args.num_samples, return_mean=args.mean, seed=args.seed)
+    est = load_estimator(ckpt, device=args.device)
+    options = {}
+    if args.mean:
+        if "return_mean" not in inspect.signature(est.sample).parameters:
+            raise ConfigError(f"--mean: {type(est).__name__} samples have no likelihood mean")
+        options["return_mean"] = True
+    x = est.sample(args.num_samples, seed=args.seed, **options)
     if target.suffix.lower() == ".npy":
         with atomic_write(target, "wb") as fh:
             np.save(fh, x)
     else:
         image_shape = None
-        if vae.arch_ == "mlp" and (folder / CONFIG).is_file():
+        if len(est.data_shape_) == 1 and (folder / CONFIG).is_file():
             image_shape = _read_config(folder).get("image_shape")
         viz.plot_samples(x, image_shape, path=target, title=f"{args.num_samples} samples")
     print(f"wrote {args.num_samples} samples from {ckpt.name} to {target}")
@@ -563,29 +597,26 @@ def _sample(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .estimators import VAE
+    from .estimators import load_estimator
 
     folder, ckpt = _run_paths(args.run, args.last)
     cfg = _read_config(folder)
-    vae = VAE.load(ckpt, device=args.device)
+    est = load_estimator(ckpt, device=args.device)
     data = _load_run_data(cfg)
-    _check_data(vae, data, str(cfg["data"]))
+    _check_data(est, data, str(cfg["data"]))
     k = args.iwae_k or cfg.get("iwae_k", 1000)
     metrics = {
-        **_compute_metrics(vae, data, k),
+        **_compute_metrics(est, data, k),
         "checkpoint": ckpt.name,
-        "step": vae.selected_step_,
+        "step": est.selected_step_,
         "versions": _versions(),
     }
     target = Path(args.out) if args.out else folder / EVALUATION
     write_json(target, metrics)
-    for key in ("test_elbo", "test_nll_iwae", "test_bits_per_dim", "iwae_k", "num_test"):
-        print(
-            f"{key}: {metrics[key]:.4f}"
-            if isinstance(metrics[key], float)
-            else f"{key}: {metrics[key]}"
-        )
-    print(f"({ckpt.name}, step {vae.selected_step_}); wrote {target}")
+    for key, value in metrics.items():
+        if key.startswith("test_") or key in ("iwae_k", "num_test"):
+            print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    print(f"({ckpt.name}, step {est.selected_step_}); wrote {target}")
     return 0
 
 
@@ -732,9 +763,10 @@ def _write_infer_outputs(idata, summary, out: Path, seed: int) -> list[str]:
 
 def _list(args) -> int:
     from .data import list_datasets
+    from .estimators import REGISTRY
 
-    for name, desc in MODELS.items():
-        print(f"model    {name:16s} {desc}")
+    for name in sorted(REGISTRY):
+        print(f"model    {name:16s} {REGISTRY[name].summary}")
     for name, desc in list_datasets():
         print(f"dataset  {name:16s} {desc}")
     return 0

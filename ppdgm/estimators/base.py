@@ -179,8 +179,23 @@ class Estimator:
         """Values the model takes from the training data (plain values, saved with it)."""
         return {}
 
-    def _check_support(self, x: np.ndarray, source: str) -> None:
-        """Refuse values outside the model's support (e.g. non-binary data for a Bernoulli)."""
+    def _check_support(self, x: np.ndarray, source: str, settings: dict[str, Any]) -> None:
+        """Refuse values outside the support of the model with these settings (e.g. non-binary
+        data for a Bernoulli likelihood)."""
+
+    def data_settings(self, *arrays, source: str = "X") -> dict[str, Any]:
+        """The data-dependent settings a fit would take from these arrays together (e.g. the
+        likelihood that ``"auto"`` picks), after checking that each is valid data within
+        their support. A caller that will show the model other data too (test and validation
+        splits) passes all of it, so that the settings cover every split."""
+        xs = [
+            validate_array(x.detach().cpu().numpy() if torch.is_tensor(x) else x, source)
+            for x in arrays
+        ]
+        settings = self._settings(np.concatenate([x.reshape(len(x), -1) for x in xs]))
+        for x in xs:
+            self._check_support(x, source, settings)
+        return settings
 
     def check_data(self, X, source: str = "X") -> np.ndarray:
         """Validate data for the fitted model: finite numbers of the fitted shape within the
@@ -189,7 +204,7 @@ class Estimator:
         x = validate_array(x, source)
         self._check_fitted()
         check_shape(x, self.data_shape_, source)
-        self._check_support(x, source)
+        self._check_support(x, source, self.settings_)
         return x
 
     def _tensor(self, X, source: str = "X") -> torch.Tensor:
@@ -290,8 +305,8 @@ class Estimator:
         self._check_params()
         x = validate_array(X.detach().cpu().numpy() if torch.is_tensor(X) else X, "X")
         settings = self._settings(x)
+        self._check_support(x, "X", settings)
         self._setup(tuple(x.shape[1:]), settings)
-        self._check_support(x, "X")
         x = torch.as_tensor(x, dtype=torch.float32, device=self.device_)
         x_val = self._tensor(X_val, "X_val") if X_val is not None else None
         model, guide = self._programs()

@@ -143,8 +143,8 @@ class VAE(Estimator):
         # checkpoints written before the estimator contract
         return {"likelihood": extra["params"]["likelihood"], "num_bins": extra.get("num_bins")}
 
-    def _check_support(self, x: np.ndarray, source: str) -> None:
-        check_likelihood_support(x, self.likelihood_, source, self.num_bins_)
+    def _check_support(self, x: np.ndarray, source: str, settings: dict[str, Any]) -> None:
+        check_likelihood_support(x, settings["likelihood"], source, settings["num_bins"])
 
     def _build(self, data_shape: tuple[int, ...], likelihood: str, num_bins: int | None):
         lik = make_likelihood(likelihood, data_shape, self.gaussian_scale, num_bins)

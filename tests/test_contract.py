@@ -1,0 +1,143 @@
+"""The estimator contract, checked for every registered family: fit, sample, score, save/load,
+hyperparameters, bad input, and the command line built from the constructor."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ppdgm import cli
+from ppdgm.data import load_data
+from ppdgm.errors import ConfigError, DataValueError, ShapeMismatchError
+from ppdgm.estimators import REGISTRY, Estimator, get_family, load_estimator
+
+#: a tiny configuration per family (every family must have one: see the first test)
+TINY = {
+    "vae": {"latent_dim": 2, "hidden_dims": (16,), "likelihood": "auto"},
+}
+FAMILIES = sorted(REGISTRY)
+
+
+def test_every_family_has_a_tiny_configuration_and_a_summary():
+    assert set(TINY) == set(REGISTRY)
+    for name, cls in REGISTRY.items():
+        assert issubclass(cls, Estimator) and cls.family == name
+        assert cls.summary and "\n" not in cls.summary
+        assert get_family(name) is cls
+    with pytest.raises(ConfigError, match=r"unknown model family 'nope'; choose one of vae"):
+        get_family("nope")
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def fitted(request):
+    cls = REGISTRY[request.param]
+    data = load_data(cls.default_data)
+    est = cls(**TINY[request.param], seed=0, device="cpu")
+    assert est.fit(data.x_train[:200], num_steps=5, batch_size=32) is est
+    return est, data
+
+
+def test_fit_sample_score_shapes(fitted):
+    est, data = fitted
+    x = data.x_test[:7]
+    s = est.sample(5)
+    assert s.shape == (5, *data.x_train.shape[1:]) and np.isfinite(s).all()
+    np.testing.assert_array_equal(est.sample(4, seed=3), est.sample(4, seed=3))
+    scores = est.score_samples(x)
+    assert isinstance(scores, np.ndarray) and scores.shape == (7,) and np.isfinite(scores).all()
+    assert est.score(x) == pytest.approx(float(np.mean(est.score_samples(x))), rel=1e-5)
+    assert est.last_step_ == 5 and est.data_shape_ == data.x_train.shape[1:]
+
+
+def test_save_load_round_trip_gives_identical_scores(fitted, tmp_path):
+    est, data = fitted
+    est.save(tmp_path / "m.pt")
+    for back in (
+        type(est).load(tmp_path / "m.pt", device="cpu"),
+        load_estimator(tmp_path / "m.pt"),
+    ):
+        assert type(back) is type(est) and back.get_params() == {
+            **est.get_params(),
+            "device": back.device,
+        }
+        x = data.x_test[:6]
+        np.testing.assert_array_equal(back.score_samples(x), est.score_samples(x))
+        np.testing.assert_array_equal(back.sample(3, seed=1), est.sample(3, seed=1))
+
+
+def test_hyperparameters_come_from_the_constructor(fitted):
+    est, _ = fitted
+    cls = type(est)
+    params = est.get_params()
+    assert list(params) == list(cls.param_defaults())
+    clone = cls(**params)
+    assert clone.get_params() == params
+    assert "seed=0" not in repr(cls(seed=0)) and "seed=3" in repr(cls(seed=3))
+    with pytest.raises(ConfigError, match=rf"unknown parameter 'nope' for {cls.__name__}"):
+        clone.set_params(nope=1)
+    assert clone.set_params(seed=4) is clone and clone.seed == 4
+    for name in cls.choices:
+        with pytest.raises(ConfigError, match=rf"unknown {name} 'bogus'"):
+            clone.set_params(**{name: "bogus"})
+        assert getattr(clone, name) == params[name]  # a refused value changes nothing
+
+
+def test_bad_input_is_refused_by_name(fitted):
+    est, data = fitted
+    cls = type(est)
+    with pytest.raises(ShapeMismatchError, match="X"):
+        est.score_samples(np.zeros((2, 3)))
+    bad = data.x_test[:3].copy()
+    bad.reshape(3, -1)[1, 0] = np.nan
+    with pytest.raises(DataValueError, match="non-finite"):
+        est.score_samples(bad)
+    with pytest.raises(ConfigError, match="not fitted"):
+        cls(**TINY[cls.family]).sample(2)
+    with pytest.raises(ConfigError, match="num_steps"):
+        cls(**TINY[cls.family]).fit(data.x_train[:10], num_steps=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_train_help_lists_exactly_the_constructors_hyperparameters(family, capsys):
+    cls = REGISTRY[family]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", family, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    section = text[text.index(f"{family} model options") :]
+    flags = {line.split()[0] for line in section.splitlines()[1:] if line.startswith("  --")}
+    expected = {
+        "--" + n.replace("_", "-") for n in cls.param_defaults() if n not in cls.cli_managed
+    }
+    assert flags == expected
+
+
+def test_list_has_one_line_per_family(capsys):
+    assert cli.main(["list"]) == 0
+    models = [line for line in capsys.readouterr().out.splitlines() if line.startswith("model")]
+    assert [line.split()[1] for line in models] == FAMILIES
+    for line, name in zip(models, FAMILIES, strict=True):
+        assert line.endswith(REGISTRY[name].summary)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cli_train_sample_evaluate_end_to_end(family, tmp_path, capsys):
+    cls = REGISTRY[family]
+    out = tmp_path / "run"
+    argv = ["train", family, "--steps", "6", "--out", str(out), "--no-progress", "--iwae-k", "5"]
+    for name, value in TINY[family].items():
+        flag = "--" + name.replace("_", "-")
+        argv += [flag, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    for name in ("checkpoint.pt", "best.pt", "config.json", "metrics.json", "samples.png"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == family and metrics["num_steps"] == 6
+    config = json.loads((out / "config.json").read_text())
+    assert set(config["params"]) >= {n for n in cls.param_defaults() if n not in ("compile",)}
+    assert cli.main(["sample", str(out), "-n", "4", "--out", str(tmp_path / "s.npy")]) == 0
+    assert np.load(tmp_path / "s.npy").shape[0] == 4
+    assert cli.main(["evaluate", str(out), "--iwae-k", "5"]) == 0
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert any(k.startswith("test_") for k in evaluation)
+    assert evaluation["step"] == metrics["selected_step"]
