@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from ppdgm import cli
 from ppdgm.data import load_data
@@ -47,6 +48,18 @@ def test_fit_sample_score_shapes(fitted):
     assert isinstance(scores, np.ndarray) and scores.shape == (7,) and np.isfinite(scores).all()
     assert est.score(x) == pytest.approx(float(np.mean(est.score_samples(x))), rel=1e-5)
     assert est.last_step_ == 5 and est.data_shape_ == data.x_train.shape[1:]
+
+
+def test_every_parameter_receives_a_gradient(fitted):
+    est, data = fitted
+    cls = type(est)
+    fresh = cls(**TINY[cls.family], seed=1, device="cpu").fit(data.x_train[:64], num_steps=1)
+    params = fresh.trainer_.params
+    assert params and len(params) == len(
+        {id(p) for m in fresh._modules().values() for p in m.parameters()}
+    )
+    for p in params:
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
 
 
 def test_save_load_round_trip_gives_identical_scores(fitted, tmp_path):
