@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib
 
-from .objectives import ELBO, IWAE, Objective, ObjectiveModule, SemiSupervisedELBO
+from .objectives import ELBO, IWAE, ExactNLL, Objective, ObjectiveModule, SemiSupervisedELBO
 from .traces import log_weights, run_pair
 
 __all__ = [
     "ELBO",
+    "ExactNLL",
     "IWAE",
     "MCMC",
     "Objective",
