@@ -19,7 +19,7 @@ from torch.distributions import kl_divergence
 from ..errors import ConfigError
 from .traces import log_weights, run_pair, sample_sites, site_log_prob
 
-__all__ = ["Objective", "ObjectiveModule", "ELBO", "IWAE", "SemiSupervisedELBO"]
+__all__ = ["Objective", "ObjectiveModule", "ELBO", "IWAE", "SemiSupervisedELBO", "ExactNLL"]
 
 
 class ObjectiveModule(nn.Module):
@@ -172,3 +172,22 @@ class SemiSupervisedELBO(Objective):
         if bool((~known).any()):
             loss = loss + self.unlabelled.differentiable_loss(model, guide, x[~known])
         return loss
+
+
+class ExactNLL(Objective):
+    """The exact negative log-likelihood ``-log p(x)`` of a model with no latent sites (an
+    autoregressive model, a flow): the log density of its observed sites, summed. With no
+    latent variable the ELBO is the log-likelihood; this objective skips the guide altogether
+    (pass ``None``) and refuses a model that has latent sites.
+    """
+
+    def loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        trace = pyro.poutine.trace(model).get_trace(*args, **kwargs)
+        sites = sample_sites(trace)
+        for site in sites:
+            if not site["is_observed"]:
+                raise ConfigError(
+                    f"ExactNLL needs a model without latent sites, but {site['name']!r} is "
+                    "latent; fit it with ELBO or IWAE"
+                )
+        return -sum(site_log_prob(site).sum() for site in sites)
