@@ -29,6 +29,7 @@ from torch import nn
 
 from ._utils import (
     atomic_write,
+    caller_stacklevel,
     check_int,
     get_rng_state,
     resolve_device,
@@ -193,7 +194,9 @@ class _CompiledLoss:
 
     def _fail(self, reason: str):
         self.fallback_reason = reason
-        warnings.warn(f"ppdgm: the training step runs uncompiled: {reason}", stacklevel=4)
+        warnings.warn(
+            f"ppdgm: the training step runs uncompiled: {reason}", stacklevel=caller_stacklevel()
+        )
         return False
 
 

@@ -11,7 +11,7 @@ from pyro.infer.util import is_validation_enabled
 from torch import nn
 
 import ppdgm.train as train_module
-from ppdgm.errors import ConfigError, TrainingDivergedError
+from ppdgm.errors import CheckpointError, ConfigError, TrainingDivergedError
 from ppdgm.train import OPTIMIZERS, Trainer, load_checkpoint
 
 
@@ -325,3 +325,94 @@ def test_early_stopping_must_be_a_positive_integer():
         tr.run(DATA, 3, progress=False, eval_fn=lambda: {"v": math.pi}, eval_every=1,
                early_stopping=1)  # fmt: skip
     assert tr.best["stopped"] and tr.step_count == 2
+
+
+# -- what mutation testing showed unpinned -----------------------------------------------------
+def test_a_fallback_warning_points_at_the_users_line():
+    class Scaled(Quadratic):
+        scale = 1.0
+
+        def forward(self, x, *rest):
+            return super().forward(x) * self.scale
+
+    quad = Scaled(record=False)
+    tr, _ = _trainer(quad, compile=True)
+    tr.step(DATA[:4])
+    quad.scale = 3.0
+    with pytest.warns(UserWarning, match="runs uncompiled") as caught:
+        tr.step(DATA[4:8])
+    assert caught[0].filename == __file__
+
+
+def test_a_nan_loss_at_the_first_traced_step_is_no_reason_to_run_eagerly():
+    class NaNLoss(Quadratic):
+        def forward(self, x, *rest):
+            return super().forward(x) * float("nan")
+
+    tr, _ = _trainer(NaNLoss(record=False), compile=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "runs uncompiled": traced and eager NaN agree
+        with pytest.raises(TrainingDivergedError, match="became nan at step 1"):
+            tr.step(DATA[:4])
+    assert tr._loss.fallback_reason is None
+
+
+def test_one_trace_per_batch_shape():
+    tr, _ = _trainer(Quadratic(record=False), compile=True)
+    for x in (DATA[:4], DATA[:4] + 1, DATA[:6], DATA[:4, None]):
+        tr.loss(x.reshape(x.shape[0], *x.shape[1:]))
+    assert len(tr._loss.cache) == 3
+
+
+def test_state_outside_a_run_is_the_trainers_own_random_state():
+    tr, _ = _trainer()
+    tr.run(DATA, 2, progress=False)
+    own = tr.state_dict()["rng"]
+    torch.manual_seed(123)  # other code uses the global generators between runs
+    after = tr.state_dict()["rng"]
+    assert torch.equal(own["torch"], after["torch"]) and own["python"] == after["python"]
+    assert not torch.equal(after["torch"], torch.get_rng_state())
+
+
+def test_restore_best_after_a_resume_reads_the_file_or_changes_nothing(tmp_path):
+    def eval_fn():
+        return {"v": 1.0}
+
+    tr, _ = _trainer()
+    tr.run(DATA, 4, progress=False, checkpoint_path=tmp_path / "c.pt", eval_fn=eval_fn,
+           eval_every=2, best_path=tmp_path / "b.pt")  # fmt: skip
+    resumed, quad = _trainer()
+    resumed.run(DATA, 4, progress=False, checkpoint_path=tmp_path / "c.pt", resume=True)
+    assert resumed.best["step"] == 2  # from the checkpoint; the parameters are not in memory
+    before = quad.theta.item()
+    assert resumed.restore_best(None) is False and resumed.restore_best(tmp_path / "no.pt") is False
+    assert quad.theta.item() == before
+    assert resumed.restore_best(tmp_path / "b.pt") is True
+    assert quad.theta.item() == pytest.approx(
+        load_checkpoint(tmp_path / "b.pt")["modules"]["objective"]["theta"].item()
+    )
+
+
+def test_checkpoints_from_before_best_was_saved_still_load(tmp_path):
+    tr, _ = _trainer()
+    tr.run(DATA, 2, progress=False, checkpoint_path=tmp_path / "c.pt")
+    state = load_checkpoint(tmp_path / "c.pt")
+    del state["best"]
+    other, _ = _trainer()
+    other.load_state_dict(state)
+    assert other.best == {"step": None, "value": math.inf, "bad_evals": 0, "stopped": False}
+    state["modules"]["objective"] = {"nope": torch.zeros(1)}
+    with pytest.raises(
+        CheckpointError,
+        match=r"^the checkpoint does not fit this model and trainer \(Error\(s\) in loading "
+        r"state_dict for Quadratic:\)$",
+    ):
+        other.load_state_dict(state)
+
+
+def test_corrupt_checkpoint_message_carries_the_reason(tmp_path):
+    (tmp_path / "c.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(
+        CheckpointError, match=r"c\.pt: truncated or corrupt checkpoint \((?!None\)).+\)$"
+    ):
+        load_checkpoint(tmp_path / "c.pt")

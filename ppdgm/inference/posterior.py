@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils import caller_stacklevel
 from ..errors import ConfigError, ConvergenceWarning, ModelError, PpdgmError
 
 __all__ = [
@@ -542,7 +543,7 @@ def check_diagnostics(
                 "parameterization) or raise target_accept_prob"
             )
     for message in messages:
-        warnings.warn(message, ConvergenceWarning, stacklevel=_caller_stacklevel())
+        warnings.warn(message, ConvergenceWarning, stacklevel=caller_stacklevel())
     return messages
 
 
@@ -550,19 +551,6 @@ def _finite_extreme(values: np.ndarray, pick) -> float | None:
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
     return float(pick(finite)) if finite.size else None
-
-
-def _caller_stacklevel() -> int:
-    """The stack level of the first frame outside ppdgm, so that a warning points at the
-    user's call."""
-    import os
-    import sys
-
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def posterior_predictive(
