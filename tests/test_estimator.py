@@ -120,3 +120,23 @@ def test_load_refuses_other_checkpoints(tmp_path):
     save_checkpoint(tmp_path / "x.pt", {"step": 1, "extra": {"estimator": "GAN"}})
     with pytest.raises(CheckpointError, match="not a VAE"):
         VAE.load(tmp_path / "x.pt")
+
+
+def test_checkpoints_written_before_the_estimator_contract_still_load(tmp_path):
+    from ppdgm.train import load_checkpoint, save_checkpoint
+
+    d = load_data("digits")
+    vae = VAE(latent_dim=2, hidden_dims=(16,), likelihood="discretized_logistic", seed=0)
+    vae.fit(d.x_train[:100], num_steps=3)
+    vae.save(tmp_path / "new.pt")
+    state = load_checkpoint(tmp_path / "new.pt")
+    extra = state["extra"]
+    # the layout of a VAE checkpoint before the contract: num_bins at the top, no settings
+    old = {k: v for k, v in extra.items() if k not in ("settings", "family")}
+    old["num_bins"] = extra["settings"]["num_bins"]
+    save_checkpoint(
+        tmp_path / "old.pt", {**{k: v for k, v in state.items() if k != "format"}, "extra": old}
+    )
+    back = VAE.load(tmp_path / "old.pt")
+    assert back.num_bins_ == 17 and back.likelihood_ == "discretized_logistic"
+    np.testing.assert_array_equal(back.sample(3, seed=1), vae.sample(3, seed=1))
