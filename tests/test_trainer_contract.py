@@ -2,6 +2,7 @@
 history's averaging, evaluation, checkpoints, clipping, optimizers and every refusal."""
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -416,3 +417,118 @@ def test_corrupt_checkpoint_message_carries_the_reason(tmp_path):
         CheckpointError, match=r"c\.pt: truncated or corrupt checkpoint \((?!None\)).+\)$"
     ):
         load_checkpoint(tmp_path / "c.pt")
+
+
+def test_default_cadences_checkpoint_every_500_and_log_every_10(tmp_path, monkeypatch):
+    saved = []
+    real = train_module.save_checkpoint
+    monkeypatch.setattr(
+        train_module,
+        "save_checkpoint",
+        lambda path, state: (saved.append(state["step"]), real(path, state)),
+    )
+    tr, _ = _trainer(Quadratic(record=False))
+    hist = tr.run(DATA, 1000, progress=False, checkpoint_path=tmp_path / "c.pt")
+    assert saved == [500, 1000, 1000]  # the periodic ones, then the final save
+    assert hist["step"] == list(range(10, 1001, 10))
+
+
+def test_an_epoch_of_exactly_whole_batches_uses_every_batch():
+    tr, quad = _trainer(batch_size=4)
+    tr.run(DATA[:8], 4, progress=False)
+    batches = [sorted(b.long().tolist()) for b in quad.batches]
+    assert sorted(batches[0] + batches[1]) == list(range(8))
+    assert sorted(batches[2] + batches[3]) == list(range(8))
+
+
+def test_restore_best_from_memory_gives_the_best_parameters():
+    values = iter([3.0, 1.0, 2.0])
+    tr, quad = _trainer(Quadratic(record=False))
+    at_eval = []
+
+    def eval_fn():
+        at_eval.append(quad.theta.item())
+        return {"v": next(values)}
+
+    tr.run(DATA, 6, progress=False, eval_fn=eval_fn, eval_every=2)
+    assert tr.best["step"] == 4 and quad.theta.item() != at_eval[1]
+    assert tr.restore_best() is True
+    assert quad.theta.item() == at_eval[1]
+
+
+def test_early_stopping_needs_both_an_eval_fn_and_eval_every():
+    tr, _ = _trainer()
+    with pytest.raises(ConfigError, match=r"^early_stopping must be a positive integer, got 0$"):
+        tr.run(DATA, 3, progress=False, eval_fn=lambda: {"v": 0.0}, eval_every=1,
+               early_stopping=0)  # fmt: skip
+    for eval_fn, eval_every in ((lambda: {"v": 0.0}, None), (None, 2)):
+        with pytest.raises(ConfigError, match=r"^early_stopping needs an eval_fn and eval_every$"):
+            tr.run(DATA, 3, progress=False, eval_fn=eval_fn, eval_every=eval_every,
+                   early_stopping=2)  # fmt: skip
+
+
+class _Exact(nn.Module):
+    """A loss module whose forward takes exactly the batch: the trace must pass it nothing else."""
+
+    def __init__(self):
+        super().__init__()
+        self.theta = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return ((x - self.theta) ** 2).sum()
+
+
+def test_the_traced_step_passes_the_loss_only_the_batch():
+    tr, _ = _trainer(_Exact(), compile=True)
+    for _ in range(3):
+        tr.step(DATA[:4])
+    assert tr._loss.fallback_reason is None
+    assert [fn is not False for fn in tr._loss.cache.values()] == [True]
+
+
+def test_a_loss_that_cannot_be_traced_runs_eagerly_every_step_after():
+    class ValueDependent(Quadratic):
+        def forward(self, x, *rest):
+            loss = super().forward(x)
+            return loss * 2 if bool(x.sum() > 10) else loss
+
+    tr, _ = _trainer(ValueDependent(record=False), compile=True)
+    with pytest.warns(UserWarning, match="control flow depends on tensor values"):
+        tr.step(DATA[:4])
+    for _ in range(3):  # the same shape again: eager, no new trace and no new warning
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            tr.step(DATA[4:8])
+    assert list(tr._loss.cache.values()) == [False]
+
+
+@pytest.mark.parametrize(
+    "error,reason",
+    [
+        (ValueError("cannot trace this\nsecond line"), "ValueError: cannot trace this"),
+        (RuntimeError(), "RuntimeError: "),
+    ],  # fmt: skip
+)
+def test_a_tracing_failure_is_the_reason_given(error, reason):
+    class Fails(Quadratic):
+        def forward(self, x, *rest):
+            if torch.jit.is_tracing():
+                raise error
+            return super().forward(x)
+
+    tr, _ = _trainer(Fails(record=False), compile=True)
+    with pytest.warns(UserWarning, match="runs uncompiled"):
+        tr.step(DATA[:4])
+    assert tr._loss.fallback_reason == reason
+
+
+def test_progress_bar_is_named_counts_steps_and_resumes_where_it_was(tmp_path, capsys):
+    tr, _ = _trainer()
+    tr.run(DATA, 4, checkpoint_path=tmp_path / "c.pt")
+    err = capsys.readouterr().err.replace("\r", "\n")
+    assert re.search(r"^train: 100%.*\| 4/4 \[.*step/s", err, re.MULTILINE)
+    again, _ = _trainer()
+    again.run(DATA, 6, checkpoint_path=tmp_path / "c.pt", resume=True)
+    err = capsys.readouterr().err.replace("\r", "\n")
+    first = next(line for line in err.splitlines() if line.startswith("train:"))
+    assert "4/6" in first  # starts at the resumed step, not at 0
