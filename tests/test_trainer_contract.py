@@ -52,6 +52,7 @@ def test_each_epoch_is_a_permutation_in_full_batches():
     tr.run(DATA, 6, progress=False)
     batches = [b.long().tolist() for b in quad.batches]
     assert all(len(b) == 4 for b in batches)
+    assert quad.training_flags == [True] * 6  # the modules train in training mode
     for epoch in (batches[0:2], batches[2:4], batches[4:6]):
         seen = epoch[0] + epoch[1]
         assert len(set(seen)) == 8  # no example twice in an epoch; the last 2 are dropped
@@ -311,6 +312,8 @@ def test_progress_bar_shows_the_steps_loss_and_validation(capsys):
     tr.run(DATA, 6, eval_fn=lambda: {"v": 0.25}, eval_every=3)
     err = capsys.readouterr().err
     assert "train" in err and "6/6" in err and "loss=" in err and "val=0.250" in err
+    rates = [int(r) for r in re.findall(r"step/s=(\d+)", err)]
+    assert rates and min(rates) > 0  # steps per second since the run started
     tr.run(DATA, 8, progress=False)
     assert capsys.readouterr().err == ""
 
