@@ -536,3 +536,48 @@ def test_progress_bar_is_named_counts_steps_and_resumes_where_it_was(tmp_path, c
     err = capsys.readouterr().err.replace("\r", "\n")
     first = next(line for line in err.splitlines() if line.startswith("train:"))
     assert "4/6" in first  # starts at the resumed step, not at 0
+
+
+def test_defaults_modules_and_parameters_of_a_model_guide_pair():
+    from ppdgm._utils import resolve_device
+    from ppdgm.guides import AmortizedNormalGuide
+    from ppdgm.inference import ELBO
+    from ppdgm.models import VAEModel, make_likelihood
+    from ppdgm.nn import MLP
+
+    model = VAEModel(MLP(2, [4], 3), 2, make_likelihood("bernoulli", (3,)), (3,))
+    guide = AmortizedNormalGuide(MLP(3, [4], 4), 2)
+    tr = Trainer(model.model, guide.guide, ELBO())
+    assert (tr.lr, tr.batch_size, tr.seed, tr.validate) == (1e-3, 128, 0, False)
+    assert tr.device == resolve_device("auto") and isinstance(tr._loss, train_module._CompiledLoss)
+    assert list(tr.modules) == ["model", "guide", "objective"]
+    expected = list(model.parameters()) + list(guide.parameters())
+    assert len(tr.params) == len(expected) and all(
+        a is b for a, b in zip(tr.params, expected, strict=True)
+    )
+    # one module serving as both model and guide is one module, its parameters counted once
+    both = Trainer(model.model, model.model, ELBO(), device="cpu", batch_size=1)
+    assert list(both.modules) == ["model", "objective"] and len(both.params) == len(
+        list(model.parameters())
+    )
+    for name in ("sgd", "rmsprop"):
+        opt = Trainer(model.model, guide.guide, ELBO(), optimizer=name).optimizer
+        assert not opt.param_groups[0].get("fused")  # fused kernels only for Adam and AdamW
+
+
+def test_a_program_bound_to_a_plain_object_has_no_module():
+    class Holder:
+        def model(self, x):
+            pass
+
+    quad = Quadratic(record=False)
+    tr = Trainer(Holder().model, _model, lambda m, g: quad, device="cpu", compile=False)
+    assert list(tr.modules) == ["objective"]
+
+
+def test_state_before_any_run_is_the_trainers_own():
+    tr, _ = _trainer()
+    own = tr.state_dict()["rng"]["torch"]
+    torch.manual_seed(5)
+    assert torch.equal(tr.state_dict()["rng"]["torch"], own)
+    assert not torch.equal(own, torch.get_rng_state())
