@@ -581,3 +581,28 @@ def test_state_before_any_run_is_the_trainers_own():
     torch.manual_seed(5)
     assert torch.equal(tr.state_dict()["rng"]["torch"], own)
     assert not torch.equal(own, torch.get_rng_state())
+
+
+def test_a_module_shared_by_model_and_guide_is_trained_once():
+    quad = Quadratic(record=False)
+
+    class Guide(nn.Module):
+        def __init__(self, shared):
+            super().__init__()
+            self.shared = shared  # the same parameters as the objective's
+            self.own = nn.Parameter(torch.zeros(2))
+
+        def guide(self, *args):
+            pass
+
+    g = Guide(quad)
+    tr = Trainer(_model, g.guide, lambda m, gd: quad, device="cpu", compile=False)
+    assert len(tr.params) == 2 and {id(p) for p in tr.params} == {id(quad.theta), id(g.own)}
+
+
+def test_resume_at_an_aligned_step_keeps_the_whole_history(tmp_path):
+    tr, _ = _trainer()
+    tr.run(DATA, 20, progress=False, log_every=10, checkpoint_path=tmp_path / "c.pt")
+    other, _ = _trainer()
+    other.load_state_dict(load_checkpoint(tmp_path / "c.pt"))
+    assert other.history["step"] == [10, 20] and other.history["loss"] == tr.history["loss"]
