@@ -606,3 +606,18 @@ def test_resume_at_an_aligned_step_keeps_the_whole_history(tmp_path):
     other, _ = _trainer()
     other.load_state_dict(load_checkpoint(tmp_path / "c.pt"))
     assert other.history["step"] == [10, 20] and other.history["loss"] == tr.history["loss"]
+
+
+def test_a_trace_that_disagrees_with_the_eager_loss_at_once_is_dropped():
+    class Counting(Quadratic):
+        calls = 0
+
+        def forward(self, x, *rest):
+            self.calls += 1  # a Python value the trace bakes in: the traced loss goes stale
+            return super().forward(x) * self.calls
+
+    tr, _ = _trainer(Counting(record=False), compile=True)
+    with pytest.warns(UserWarning, match=r"its traced loss .* differs from the eager loss"):
+        tr.step(DATA[:4])
+    assert list(tr._loss.cache.values()) == [False]
+    tr.step(DATA[4:8])  # eager from now on
