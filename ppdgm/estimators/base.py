@@ -192,7 +192,11 @@ class Estimator:
             validate_array(x.detach().cpu().numpy() if torch.is_tensor(x) else x, source)
             for x in arrays
         ]
-        settings = self._settings(np.concatenate([x.reshape(len(x), -1) for x in xs]))
+        if len({x.shape[1:] for x in xs}) == 1:
+            together = np.concatenate(xs)
+        else:  # splits of different shapes (load_data refuses them): their values only
+            together = np.concatenate([x.reshape(len(x), -1) for x in xs])
+        settings = self._settings(together)
         for x in xs:
             self._check_support(x, source, settings)
         return settings
