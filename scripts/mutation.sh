@@ -8,7 +8,8 @@
 # it prints every surviving mutant as a diff and ends with the score line
 #   MODULE: K killed of N (S survived, T timed out, X other) = P%
 # Survivors are either killed by a new test or argued equivalent in the issue's note.
-# MUTATION_WORKDIR keeps the scratch copy there (to inspect it with `mutmut show`).
+# MUTATION_WORKDIR keeps the scratch copy there (to inspect it with `mutmut show`, or to rerun
+# the survivors with `mutmut run NAME...` after adding tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 2 ]; then
@@ -31,7 +32,12 @@ cd "$work"
   echo "only_mutate = $module"
   printf 'pytest_add_cli_args_test_selection =\n'
   for t in "$@"; do printf '    %s\n' "$t"; done
-  printf 'pytest_add_cli_args =\n    -p\n    no:xdist\n    -p\n    no:cacheprovider\n'
+  # -x: a mutant is killed at its first failing test; MUTATION_PYTEST_ARGS adds more, one
+  # argument per line (e.g. $'-k\nnot slow_name')
+  printf 'pytest_add_cli_args =\n    -p\n    no:xdist\n    -p\n    no:cacheprovider\n    -x\n'
+  printf '%s\n' "${MUTATION_PYTEST_ARGS:-}" | while IFS= read -r a; do
+    if [ -n "$a" ]; then printf '    %s\n' "$a"; fi
+  done
   # torch and JAX are not fork-safe once their thread pools run: fork every worker from a
   # server process that has imported the third-party libraries (importing starts no thread
   # pool; it saves about 4 s per mutant) but run nothing. MUTATION_PRELOAD=0 imports nothing.
