@@ -400,10 +400,7 @@ def _train(args) -> int:
             )
         cfg = _new_config(args)
     data = _load_run_data(cfg)
-    defaults = cls.param_defaults()
-    params = {
-        k: tuple(v) if isinstance(v, list) else v for k, v in cfg["params"].items() if k in defaults
-    }
+    params = cls.params_from_saved(cfg["params"])
     params["device"] = args.device
     params["compile"] = not args.no_compile
     est = cls(**params)

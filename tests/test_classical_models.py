@@ -436,6 +436,15 @@ def _reference_log_joint(name, args, kwargs, v):
     raise AssertionError(name)
 
 
+def _pyro_sites(model, args, kwargs):
+    """The model's sites as the posterior sees them, traced on the Pyro backend."""
+    from ppdgm.inference.backend import as_backend_args
+    from ppdgm.inference.posterior import model_sites
+
+    bargs, bkwargs = as_backend_args(args, kwargs, "pyro")
+    return model_sites(model, bargs, bkwargs, "pyro")[0]
+
+
 def _prior_draw_pyro(model, args, kwargs):
     import pyro.poutine as poutine
     import torch
@@ -496,9 +505,6 @@ def test_log_joint_matches_scipy(name, float64):
 
 
 def test_default_sizes():
-    from ppdgm.inference.backend import as_backend_args
-    from ppdgm.inference.posterior import model_sites
-
     rng = np.random.default_rng(0)
     x = rng.normal(size=(10, 4))
     cases = [
@@ -509,9 +515,7 @@ def test_default_sizes():
         (classical.lda, (rng.integers(0, 5, (3, 4)),), {"vocab_size": 5}, "topics", (3, 5)),
     ]
     for model, args, kwargs, site, shape in cases:
-        bargs, bkwargs = as_backend_args(args, kwargs, "pyro")
-        sites, _ = model_sites(model, bargs, bkwargs, "pyro")
-        assert sites[site].shape == shape, model.__name__
+        assert _pyro_sites(model, args, kwargs)[site].shape == shape, model.__name__
 
 
 def test_viterbi_is_the_best_path_on_random_problems():
@@ -657,11 +661,6 @@ SITES = {
 
 @pytest.mark.parametrize("name", list(_cases()))
 def test_sites_shapes_and_plate_dimensions(name):
-    from ppdgm.inference.backend import as_backend_args
-    from ppdgm.inference.posterior import model_sites
-
-    model, args, kwargs = _cases()[name]
-    bargs, bkwargs = as_backend_args(args, kwargs, "pyro")
-    sites, _ = model_sites(model, bargs, bkwargs, "pyro")
+    sites = _pyro_sites(*_cases()[name])
     got = [(s.name, s.kind, s.shape, s.event_dim, s.dims) for s in sites.values()]
     assert got == [tuple(row) for row in SITES[name]]

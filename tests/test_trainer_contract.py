@@ -282,14 +282,15 @@ def test_numpy_data_becomes_tensors_of_the_default_dtype():
     assert got[0].dtype == torch.int64  # integer labels stay integers
 
 
+class _Scaled(Quadratic):
+    scale = 1.0
+
+    def forward(self, x, *rest):
+        return super().forward(x) * self.scale  # a Python float baked into the trace
+
+
 def test_a_stale_trace_falls_back_to_eager():
-    class Scaled(Quadratic):
-        scale = 1.0
-
-        def forward(self, x, *rest):
-            return super().forward(x) * self.scale  # a Python float baked into the trace
-
-    quad = Scaled(record=False)
+    quad = _Scaled(record=False)
     tr, _ = _trainer(quad, compile=True)
     tr.step(DATA[:4])
     quad.scale = 3.0
@@ -333,13 +334,7 @@ def test_early_stopping_must_be_a_positive_integer():
 
 # -- what mutation testing showed unpinned -----------------------------------------------------
 def test_a_fallback_warning_points_at_the_users_line():
-    class Scaled(Quadratic):
-        scale = 1.0
-
-        def forward(self, x, *rest):
-            return super().forward(x) * self.scale
-
-    quad = Scaled(record=False)
+    quad = _Scaled(record=False)
     tr, _ = _trainer(quad, compile=True)
     tr.step(DATA[:4])
     quad.scale = 3.0

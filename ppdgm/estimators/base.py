@@ -132,6 +132,13 @@ class Estimator:
                 current = None
         return out
 
+    @classmethod
+    def params_from_saved(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments from hyperparameters saved as plain values (a checkpoint, a
+        run's config.json): this family's names only, lists back to tuples."""
+        names = cls._param_names()
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in names}
+
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The hyperparameters, by the constructor's names."""
         return {name: getattr(self, name) for name in self._param_names()}
@@ -188,10 +195,7 @@ class Estimator:
         likelihood that ``"auto"`` picks), after checking that each is valid data within
         their support. A caller that will show the model other data too (test and validation
         splits) passes all of it, so that the settings cover every split."""
-        xs = [
-            validate_array(x.detach().cpu().numpy() if torch.is_tensor(x) else x, source)
-            for x in arrays
-        ]
+        xs = [validate_array(_as_array(x), source) for x in arrays]
         if len({x.shape[1:] for x in xs}) == 1:
             together = np.concatenate(xs)
         else:  # splits of different shapes (load_data refuses them): their values only
@@ -204,8 +208,7 @@ class Estimator:
     def check_data(self, X, source: str = "X") -> np.ndarray:
         """Validate data for the fitted model: finite numbers of the fitted shape within the
         model's support; errors name ``source`` (e.g. the data file)."""
-        x = X.detach().cpu().numpy() if torch.is_tensor(X) else X
-        x = validate_array(x, source)
+        x = validate_array(_as_array(X), source)
         self._check_fitted()
         check_shape(x, self.data_shape_, source)
         self._check_support(x, source, self.settings_)
@@ -307,7 +310,7 @@ class Estimator:
             if X_val is None:
                 raise ConfigError("early_stopping needs validation data (X_val)")
         self._check_params()
-        x = validate_array(X.detach().cpu().numpy() if torch.is_tensor(X) else X, "X")
+        x = validate_array(_as_array(X), "X")
         settings = self._settings(x)
         self._check_support(x, "X", settings)
         self._setup(tuple(x.shape[1:]), settings)
@@ -436,12 +439,7 @@ class Estimator:
         if extra.get("estimator") != cls.__name__:
             raise CheckpointError(f"{path}: not a {cls.__name__} checkpoint")
         try:
-            defaults = cls.param_defaults()
-            params = {
-                k: tuple(v) if isinstance(v, list) else v
-                for k, v in dict(extra["params"]).items()
-                if k in defaults
-            }
+            params = cls.params_from_saved(extra["params"])
             params["device"] = device
             est = cls(**params)
             est._setup(tuple(extra["data_shape"]), cls._settings_from_extra(extra))
@@ -456,6 +454,11 @@ class Estimator:
         est.best_step_ = None
         est._set_eval()
         return est
+
+
+def _as_array(X):
+    """A tensor as a NumPy array (anything else unchanged, for validate_array to check)."""
+    return X.detach().cpu().numpy() if torch.is_tensor(X) else X
 
 
 def _same(a, b) -> bool:

@@ -71,8 +71,8 @@ class AutoregressiveBernoulli(PyroModule):
         """(N, D) logits of the conditionals p(x_d = 1 | x_<d)."""
         return self.net(x)
 
-    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None):
-        """The generative program; ``x`` (N, D) observed (sampling needs :meth:`sample`)."""
+    def model(self, x: torch.Tensor):
+        """The generative program with ``x`` (N, D) observed (to draw, use :meth:`sample`)."""
         with pyro.plate("data", x.shape[0]):
             pyro.sample("x", dist.Bernoulli(logits=self.logits(x)).to_event(1), obs=x)
 
