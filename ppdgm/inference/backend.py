@@ -20,6 +20,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataValueError
+from ._jax import provide_host_devices
+
+# One CPU device per chain, so that NumPyro runs chains in parallel. It must be set before JAX
+# starts, so here, where every NumPyro path of ppdgm begins (tracing a model for the posterior
+# starts JAX too), not where the sampler is imported.
+provide_host_devices()
 
 __all__ = ["BACKENDS", "NUMPYRO_MODULES", "as_backend_args", "use_backend", "register"]
 

@@ -17,7 +17,6 @@ import numpy as np
 
 from .._utils import check_int
 from ..errors import ConfigError
-from ._jax import provide_host_devices
 from .backend import as_backend_args, check_backend, use_backend
 from .posterior import (
     _to_numpy,
@@ -30,9 +29,6 @@ from .posterior import (
 )
 
 __all__ = ["MCMC", "mcmc", "KERNELS"]
-
-# one CPU device per chain, so that chains run in parallel (while JAX has not started yet)
-provide_host_devices()
 
 KERNELS = ("nuts", "hmc")
 
