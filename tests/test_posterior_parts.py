@@ -229,7 +229,6 @@ def test_diagnostics_messages_name_the_variables_and_the_counts():
     with pytest.warns(ConvergenceWarning) as caught:
         messages = check_diagnostics(idata)
     assert [str(w.message) for w in caught] == messages
-    assert all(w.filename == __file__ for w in caught)  # the warning points at the caller
     assert len(messages) == 3
     assert re.match(
         r"^R-hat above 1\.01 for a_apart \(\d\.\d{3}\), b_apart \(\d\.\d{3}\): the chains "
@@ -262,6 +261,15 @@ def test_diagnostics_messages_name_the_variables_and_the_counts():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert check_diagnostics(az.from_dict(posterior={"a": apart[:1]})) == []
+
+
+def test_diagnostics_warnings_point_at_the_caller():
+    # (its own test: a mutation tool's trampolines add frames, so mutation runs leave it out)
+    rng = np.random.default_rng(0)
+    apart = np.stack([rng.normal(0, 1, 400), rng.normal(3, 1, 400)])
+    with pytest.warns(ConvergenceWarning) as caught:
+        check_diagnostics(az.from_dict(posterior={"a": apart}))
+    assert len(caught) == 1 and caught[0].filename == __file__
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
