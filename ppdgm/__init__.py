@@ -10,9 +10,9 @@ warnings.filterwarnings(
 )
 
 from . import errors  # noqa: E402
-from .estimators import FVSBN, VAE  # noqa: E402
+from .estimators import FVSBN, MADE, NADE, VAE  # noqa: E402
 from .train import Trainer  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["VAE", "FVSBN", "Trainer", "errors", "__version__"]
+__all__ = ["VAE", "FVSBN", "NADE", "MADE", "Trainer", "errors", "__version__"]

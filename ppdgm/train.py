@@ -224,6 +224,8 @@ class Trainer:
         clip_grad_norm: clip the gradient norm to this value if given.
         validate: keep Pyro's distribution argument checks on during steps (off by default:
             the data are validated once when loaded).
+        weight_decay: the optimizer's weight decay (decoupled, as in AdamW, for ``adamw``; an
+            L2 penalty's gradient for the others).
     """
 
     def __init__(
@@ -240,6 +242,7 @@ class Trainer:
         compile: bool = True,
         clip_grad_norm: float | None = None,
         validate: bool = False,
+        weight_decay: float = 0.0,
     ):
         if optimizer not in OPTIMIZERS:
             raise ConfigError(
@@ -247,6 +250,8 @@ class Trainer:
             )
         if not lr > 0:
             raise ConfigError(f"lr must be positive, got {lr}")
+        if not weight_decay >= 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
         if int(batch_size) < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.guide = model, guide
@@ -268,7 +273,8 @@ class Trainer:
         if not self.params:
             raise ConfigError("the model, guide and objective have no trainable parameters")
         self.lr = float(lr)
-        self.optimizer = _make_optimizer(optimizer, self.params, lr)
+        self.weight_decay = float(weight_decay)
+        self.optimizer = _make_optimizer(optimizer, self.params, lr, self.weight_decay)
         self.batch_size = int(batch_size)
         self.clip_grad_norm = clip_grad_norm
         self.validate = validate
@@ -551,7 +557,9 @@ class Trainer:
             ) from None
 
 
-def _make_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+def _make_optimizer(
+    name: str, params: list[torch.Tensor], lr: float, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
     """The optimizer; Adam and AdamW use PyTorch's fused kernels where the parameters allow
     (a quarter of a small model's step time on CPU goes to the optimizer otherwise)."""
     cls = OPTIMIZERS[name]
@@ -559,10 +567,10 @@ def _make_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.o
         p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
     ):
         try:
-            return cls(params, lr=lr, fused=True)
+            return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
         except (RuntimeError, TypeError, ValueError):
             pass
-    return cls(params, lr=lr)
+    return cls(params, lr=lr, weight_decay=weight_decay)
 
 
 def _as_tensors(data) -> tuple[torch.Tensor, ...]:

@@ -10,11 +10,19 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from ppdgm import FVSBN
+from ppdgm import FVSBN, MADE, NADE
 from ppdgm.data import load_data
 from ppdgm.errors import ConfigError
-from ppdgm.inference import ExactNLL
-from ppdgm.models import AutoregressiveBernoulli, MaskedLinear, fvsbn_net
+from ppdgm.inference import ELBO, ExactNLL
+from ppdgm.models import (
+    AutoregressiveBernoulli,
+    MADENet,
+    MaskedLinear,
+    NADENet,
+    fvsbn_net,
+    made_masks,
+    random_orders,
+)
 
 
 def _model(dim, order, seed=0):
@@ -104,3 +112,197 @@ def test_fvsbn_learns_the_binary_digits():
     assert np.corrcoef(samples.mean(0), d.x_train.mean(0))[0, 1] > 0.8
     with pytest.raises(ConfigError, match=r"FVSBN models vectors \(N, D\)"):
         FVSBN(seed=0).fit(d.x_train.reshape(-1, 1, 8, 8), num_steps=1)
+
+
+# -- NADE and MADE ------------------------------------------------------------------------------
+
+PERMUTED = torch.tensor([3, 0, 4, 1, 2])
+
+
+def _nade(order=PERMUTED, seed=0):
+    torch.manual_seed(seed)
+    net = NADENet(order, hidden=4)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 1.0)
+    return AutoregressiveBernoulli(net, 5, order)
+
+
+def _made(orders, hidden=(6, 6), seed=0):
+    torch.manual_seed(seed)
+    net = MADENet(orders, hidden, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 1.0)
+    return AutoregressiveBernoulli(net, orders.shape[-1], orders)
+
+
+def _seen_inputs(logits_fn, d, dim=5):
+    x = torch.rand(4, dim, requires_grad=True)
+    (grad,) = torch.autograd.grad(logits_fn(x)[:, d].sum(), x)
+    return {j for j in range(dim) if grad[:, j].abs().sum() > 0}
+
+
+def test_nade_and_made_outputs_depend_only_on_earlier_inputs_in_every_ordering():
+    nade = _nade()
+    rank = {int(d): i for i, d in enumerate(PERMUTED)}
+    for d in range(5):  # NADE's shared hidden layer sees every earlier input
+        assert _seen_inputs(nade.logits, d) == {j for j in range(5) if rank[j] < rank[d]}
+    orders = random_orders(5, 4, torch.Generator().manual_seed(1))
+    assert orders[0].tolist() == list(range(5)) and len({tuple(o.tolist()) for o in orders}) > 1
+    made = _made(orders)
+    for k in range(4):
+        rank = {int(d): i for i, d in enumerate(orders[k])}
+        for d in range(5):
+            # with the direct connections, exactly the earlier inputs; through the hidden
+            # layers alone, a subset of them
+            earlier = {j for j in range(5) if rank[j] < rank[d]}
+            assert _seen_inputs(lambda x, k=k: made.logits(x, k), d) == earlier, (k, d)
+            with torch.no_grad():
+                saved = made.net.direct.weight.clone()
+                made.net.direct.weight.zero_()
+            hidden_only = _seen_inputs(lambda x, k=k: made.logits(x, k), d)
+            with torch.no_grad():
+                made.net.direct.weight.copy_(saved)
+            assert hidden_only <= earlier
+
+
+def test_made_masks_follow_the_degrees():
+    order = torch.tensor([2, 0, 1, 3])
+    gen = torch.Generator().manual_seed(0)
+    masks = made_masks(order, (7, 5), gen)
+    assert [tuple(m.shape) for m in masks] == [(7, 4), (5, 7), (4, 5)]
+    # the product of the masks connects output d to input j only if j comes before d
+    path = masks[2] @ masks[1] @ masks[0]
+    rank = torch.empty(4, dtype=torch.long)
+    rank[order] = torch.arange(4)
+    assert ((path > 0) <= (rank[None, :] < rank[:, None])).all()
+    # the last position's output sees no hidden unit only if no unit has degree D-2, and the
+    # first position's input connects to every hidden unit of the first layer
+    assert masks[0][:, 2].all()
+    assert not masks[2][2].any()  # the first in the ordering has no inputs before it
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        made_masks(torch.arange(1), (3,))
+
+
+def test_nade_likelihood_is_its_conditionals_computed_one_position_at_a_time():
+    model = _nade()
+    net = model.net
+    xs = torch.tensor(list(itertools.product([0.0, 1.0], repeat=5)))
+    log_p = model.log_prob(xs)
+    torch.testing.assert_close(log_p.exp().sum(), torch.tensor(1.0), rtol=0, atol=1e-5)
+    by_hand = torch.zeros(len(xs))
+    seen = []
+    for d in PERMUTED.tolist():
+        a = net.c + xs[:, seen] @ net.W[:, seen].T if seen else net.c.expand(len(xs), -1)
+        logit = net.b[d] + torch.sigmoid(a) @ net.V[d]
+        by_hand += dist.Bernoulli(logits=logit).log_prob(xs[:, d])
+        seen.append(d)
+    torch.testing.assert_close(log_p, by_hand.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_made_ensemble_is_the_mixture_of_its_orderings():
+    orders = random_orders(5, 3, torch.Generator().manual_seed(2))
+    model = _made(orders)
+    xs = torch.tensor(list(itertools.product([0.0, 1.0], repeat=5)))
+    each = model.log_prob_each(xs)
+    assert each.shape == (3, 32)
+    # each ordering is a normalized distribution: its conditionals one position at a time,
+    # with the positions at and after d hidden from output d
+    for k in range(3):
+        torch.testing.assert_close(each[k].exp().sum(), torch.tensor(1.0), rtol=0, atol=1e-5)
+        by_hand = torch.zeros(len(xs))
+        for i, d in enumerate(orders[k].tolist()):
+            visible = torch.zeros(5)
+            visible[orders[k][:i]] = 1.0
+            logit = model.logits(xs * visible, k)[:, d]
+            by_hand += dist.Bernoulli(logits=logit).log_prob(xs[:, d])
+        torch.testing.assert_close(each[k], by_hand, rtol=1e-5, atol=1e-5)
+    mixture = torch.log(each.exp().mean(0))
+    torch.testing.assert_close(model.log_prob(xs), mixture, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(each[0], each[1], atol=1e-3)  # the orderings differ
+
+
+def test_made_ensemble_samples_follow_the_enumerated_mixture():
+    orders = random_orders(5, 3, torch.Generator().manual_seed(2))
+    model = _made(orders, seed=3)
+    xs = torch.tensor(list(itertools.product([0.0, 1.0], repeat=5)))
+    with torch.no_grad():
+        probs = model.log_prob(xs).exp().numpy().astype(np.float64)
+        first = model.log_prob_each(xs)[0].exp().numpy().astype(np.float64)
+    assert np.abs(probs - first).max() > 0.02  # the mixture differs from one ordering
+    torch.manual_seed(0)
+    s = model.sample(20000)
+    index = (s.numpy() @ (2 ** np.arange(4, -1, -1))).astype(int)
+    counts = np.bincount(index, minlength=32)
+    keep = probs * len(s) > 5
+    expected = probs[keep] / probs[keep].sum() * counts[keep].sum()
+    assert chisquare(counts[keep], expected)[1] > 1e-3
+    # against the first ordering alone the same samples fail the test
+    wrong = first[keep] / first[keep].sum() * counts[keep].sum()
+    assert chisquare(counts[keep], wrong)[1] < 1e-6
+
+
+def test_order_agnostic_elbo_is_one_orderings_exact_likelihood_at_a_time():
+    orders = random_orders(5, 3, torch.Generator().manual_seed(2))
+    model = _made(orders)
+    xs = torch.tensor(list(itertools.product([0.0, 1.0], repeat=5)))[::3]
+    with torch.no_grad():
+        nll_k = {round(float(v), 3) for v in -model.log_prob_each(xs).sum(1)}
+    loss = ELBO()(model.model, model.guide)
+    seen = set()
+    for seed in range(40):
+        pyro.set_rng_seed(seed)
+        seen.add(round(loss(xs).item(), 3))
+    assert seen == nll_k  # a uniformly drawn ordering; the KL term of the ordering is zero
+    # the fixed uniform draw is allowed, a draw from a distribution with parameters is not
+    logits = torch.zeros(3, requires_grad=True)
+
+    def learned_guide(x):
+        pyro.sample("ordering", dist.Categorical(logits=logits))
+
+    with pytest.raises(ConfigError, match="ELBO needs reparameterizable guide sites"):
+        ELBO()(model.model, learned_guide)(xs)
+
+
+@pytest.mark.parametrize("cls", [NADE, MADE], ids=["nade", "made"])
+def test_nade_and_made_learn_the_binary_digits(cls):
+    d = load_data("digits-binary")
+    tiny = {"hidden": 32} if cls is NADE else {"hidden_dims": (64,), "num_orderings": 2}
+    untrained = cls(**tiny, seed=0, device="cpu").fit(d.x_train, num_steps=1)
+    fitted = cls(**tiny, seed=0, device="cpu").fit(d.x_train, num_steps=150, lr=3e-3)
+    assert -fitted.score(d.x_test) < -untrained.score(d.x_test) - 10
+    samples = fitted.sample(200, seed=0)
+    assert set(np.unique(samples)) <= {0.0, 1.0}
+    assert np.corrcoef(samples.mean(0), d.x_train.mean(0))[0, 1] > 0.8
+
+
+def test_made_and_nade_refuse_bad_hyperparameters():
+    with pytest.raises(ConfigError, match="hidden_dims must be positive integers"):
+        MADE(hidden_dims=(0,))
+    with pytest.raises(ConfigError, match="hidden_dims must be positive integers"):
+        MADE(hidden_dims=())
+    with pytest.raises(ConfigError, match="num_orderings must be a positive integer"):
+        MADE(num_orderings=0)
+    with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\)"):
+        MADE(dropout=1.0)
+    with pytest.raises(ConfigError, match="weight_decay must be >= 0"):
+        NADE(weight_decay=-1.0)
+    with pytest.raises(ConfigError, match="hidden must be a positive integer"):
+        NADE(hidden=0)
+    with pytest.raises(ConfigError, match="needs at least 2 dimensions"):
+        MADE(seed=0, device="cpu").fit(np.zeros((4, 1)), num_steps=1)
+
+
+def test_made_weight_decay_and_dropout_reach_the_trainer_and_the_net():
+    d = load_data("digits-binary")
+    est = MADE(hidden_dims=(8,), num_orderings=2, dropout=0.25, weight_decay=0.5, seed=0)
+    est.set_params(device="cpu").fit(d.x_train[:64], num_steps=1)
+    group = est.trainer_.optimizer.param_groups[0]
+    assert type(est.trainer_.optimizer).__name__ == "AdamW" and group["weight_decay"] == 0.5
+    assert est.model_.net.dropout == 0.25 and not est.model_.net.training
+    # evaluation is deterministic (dropout off)
+    x = d.x_test[:5]
+    np.testing.assert_array_equal(est.score_samples(x), est.score_samples(x))
+    plain = NADE(hidden=4, seed=0, device="cpu").fit(d.x_train[:64], num_steps=1)
+    assert type(plain.trainer_.optimizer).__name__ == "Adam"

@@ -16,6 +16,8 @@ from ppdgm.estimators import REGISTRY, Estimator, get_family, load_estimator
 TINY = {
     "vae": {"latent_dim": 2, "hidden_dims": (16,), "likelihood": "auto"},
     "fvsbn": {},
+    "nade": {"hidden": 8},
+    "made": {"hidden_dims": (16, 16), "num_orderings": 3},
 }
 FAMILIES = sorted(REGISTRY)
 

@@ -2,8 +2,18 @@
 ``fit(X) -> self``, fitted state with a trailing underscore. The command line uses this layer
 and builds each family's options from its constructor (see :mod:`ppdgm.estimators.base`)."""
 
-from .autoregressive import FVSBN
+from .autoregressive import FVSBN, MADE, NADE
 from .base import REGISTRY, Estimator, get_family, load_estimator, register
 from .vae import VAE
 
-__all__ = ["Estimator", "REGISTRY", "register", "get_family", "load_estimator", "VAE", "FVSBN"]
+__all__ = [
+    "Estimator",
+    "REGISTRY",
+    "register",
+    "get_family",
+    "load_estimator",
+    "VAE",
+    "FVSBN",
+    "NADE",
+    "MADE",
+]

@@ -14,6 +14,7 @@ A family implements:
 * ``_modules()``: the fitted modules by name (what a checkpoint holds).
 * ``_programs()``: the (model, guide) pair the trainer fits; ``_objective()``: its loss.
 * ``_val_loss(x)``: the validation loss per example (lower is better).
+* ``_trainer_options()`` (optional): more trainer arguments, e.g. ``weight_decay``.
 * ``score_samples(X)`` and ``sample(n)``.
 
 and may override ``_settings``, ``_check_support``, ``metrics`` and ``plot_figures``.
@@ -238,6 +239,11 @@ class Estimator:
     def _val_loss(self, x: torch.Tensor) -> float:
         raise NotImplementedError
 
+    def _trainer_options(self) -> dict[str, Any]:
+        """More :class:`~ppdgm.train.Trainer` arguments from the hyperparameters (e.g. the
+        optimizer and its weight decay)."""
+        return {}
+
     def score_samples(self, X) -> np.ndarray:
         raise NotImplementedError
 
@@ -326,6 +332,7 @@ class Estimator:
             seed=self.seed,
             device=self.device_,
             compile=self.compile,
+            **self._trainer_options(),
         )
         eval_fn = None
         if x_val is not None:

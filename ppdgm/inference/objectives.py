@@ -52,7 +52,13 @@ class Objective:
 
 def _check_reparameterized(guide_trace, name):
     for site in sample_sites(guide_trace):
-        if not site["is_observed"] and not site["fn"].has_rsample:
+        if (
+            not site["is_observed"]
+            and not site["fn"].has_rsample
+            # a draw from a distribution with no trainable parameter (e.g. a uniform choice)
+            # needs no score-function term: the gradient is unbiased without it
+            and site_log_prob(site).requires_grad
+        ):
             raise ConfigError(
                 f"{name} needs reparameterizable guide sites, but site {site['name']!r} "
                 f"({type(site['fn']).__name__}) is not; use pyro.infer.TraceEnum_ELBO to "
@@ -65,7 +71,8 @@ class ELBO(Objective):
 
     For a latent site whose guide and prior distributions have a registered KL divergence
     (e.g. diagonal Normals), the site contributes -KL(q || p); otherwise log p(z) - log q(z)
-    at the sampled z. Every guide site must be reparameterizable (Kingma & Welling, 2014).
+    at the sampled z. Every guide site must be reparameterizable (Kingma & Welling, 2014), or
+    drawn from a distribution with no trainable parameters (a fixed uniform choice, say).
 
     Args:
         num_particles: Monte Carlo draws averaged per step.

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from . import classical
-from .autoregressive import AutoregressiveBernoulli, MaskedLinear, fvsbn_net
+from .autoregressive import (
+    AutoregressiveBernoulli,
+    MADENet,
+    MaskedLinear,
+    NADENet,
+    fvsbn_net,
+    made_masks,
+    random_orders,
+)
 from .likelihoods import LIKELIHOODS, Likelihood, make_likelihood
 from .vae import ConditionalVAEModel, M2Model, VAEModel
 
@@ -12,6 +20,10 @@ __all__ = [
     "AutoregressiveBernoulli",
     "MaskedLinear",
     "fvsbn_net",
+    "MADENet",
+    "NADENet",
+    "made_masks",
+    "random_orders",
     "VAEModel",
     "ConditionalVAEModel",
     "M2Model",
