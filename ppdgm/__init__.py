@@ -10,9 +10,22 @@ warnings.filterwarnings(
 )
 
 from . import errors  # noqa: E402
-from .estimators import FVSBN, MADE, NADE, VAE  # noqa: E402
+from .estimators import FVSBN, MAF, MADE, NADE, NSF, VAE, RealNVP  # noqa: E402
 from .train import Trainer  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["VAE", "FVSBN", "NADE", "MADE", "Trainer", "errors", "__version__"]
+__all__ = [
+    "VAE",
+    "FVSBN",
+    "NADE",
+    "MADE",
+    "RealNVP",
+    "MAF",
+    "NSF",
+    "NADE",
+    "MADE",
+    "Trainer",
+    "errors",
+    "__version__",
+]

@@ -3,6 +3,7 @@
 and builds each family's options from its constructor (see :mod:`ppdgm.estimators.base`)."""
 
 from .autoregressive import FVSBN, MADE, NADE
+from .flows import MAF, NSF, RealNVP
 from .base import REGISTRY, Estimator, get_family, load_estimator, register
 from .vae import VAE
 
@@ -16,4 +17,7 @@ __all__ = [
     "FVSBN",
     "NADE",
     "MADE",
+    "RealNVP",
+    "MAF",
+    "NSF",
 ]

@@ -29,6 +29,8 @@ __all__ = [
     "plot_trace",
     "plot_rank",
     "plot_ppc",
+    "plot_density_2d",
+    "density_grid",
 ]
 
 
@@ -138,6 +140,37 @@ def plot_samples(
         ax.set_title(title)
         return save_figure(fig, path)
     return image_grid(x, image_shape, title=title, path=path)
+
+
+def density_grid(points: np.ndarray, size: int = 200, margin: float = 0.15):
+    """A square grid around 2-D ``points``: ``(xs, ys, grid)`` with ``grid`` the (size**2, 2)
+    points, row by row, and the cell area ``dx * dy`` as ``grid_area``."""
+    points = np.asarray(points)
+    lo, hi = points.min(0), points.max(0)
+    pad = margin * (hi - lo).max()
+    lo, hi = lo - pad, hi + pad
+    xs = np.linspace(lo[0], hi[0], size)
+    ys = np.linspace(lo[1], hi[1], size)
+    gx, gy = np.meshgrid(xs, ys)
+    return xs, ys, np.stack([gx.ravel(), gy.ravel()], 1)
+
+
+def plot_density_2d(log_prob, data: np.ndarray, path=None, title: str = "density", size=200):
+    """The classic flow figure: the data (left) next to the learned density ``exp(log_prob)``
+    evaluated on a grid over the data (right)."""
+    data = np.asarray(data)
+    xs, ys, grid = density_grid(data, size)
+    density = np.exp(np.asarray(log_prob(grid), dtype=float)).reshape(size, size)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 5))
+    left.scatter(*data[:, :2].T, s=2, c="k", alpha=0.4)
+    left.set_title("data")
+    right.imshow(density, origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]), cmap="viridis")
+    right.set_title(title)
+    for ax in (left, right):
+        ax.set_xlim(xs[0], xs[-1])
+        ax.set_ylim(ys[0], ys[-1])
+        ax.set_aspect("equal")
+    return save_figure(fig, path)
 
 
 def plot_reconstructions(

@@ -1,0 +1,233 @@
+"""Normalizing-flow families over vectors: exact likelihood, fitted by the exact negative
+log-likelihood through the one trainer, sampled by pushing base draws through the layers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._utils import check_int
+from ..errors import ConfigError
+from ..inference import ExactNLL
+from ..models.flows import Flow, maf_layers, nsf_layers, realnvp_layers
+from .base import Estimator, register
+
+__all__ = ["RealNVP", "MAF", "NSF"]
+
+_COMMON_ARGS = """
+        seed: seeds initialization, training and sampling.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        compile: trace the training step into a graph (see :class:`~ppdgm.train.Trainer`).
+
+    Attributes:
+        model_: the fitted :class:`~ppdgm.models.flows.Flow`.
+"""
+
+
+class _VectorFlow(Estimator):
+    """Shared parts of the flows over vectors (N, D)."""
+
+    default_data = "8gaussians"
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_int("num_transforms", self.num_transforms)
+        dims = self.hidden_dims
+        if (
+            not isinstance(dims, (tuple, list))
+            or not dims
+            or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in dims)
+        ):
+            raise ConfigError(f"hidden_dims must be positive integers, got {dims!r}")
+
+    def _build(self, data_shape: tuple[int, ...]) -> None:
+        if len(data_shape) != 1:
+            raise ConfigError(
+                f"{type(self).__name__} models vectors (N, D); got examples of shape "
+                f"{data_shape} (flatten images first)"
+            )
+        dim = data_shape[0]
+        if dim < 2:
+            raise ConfigError(f"{type(self).__name__} needs at least 2 dimensions, got {dim}")
+        layers, inverted = self._layers(dim)
+        self.model_ = Flow(layers, dim, inverted)
+
+    def _layers(self, dim: int):
+        raise NotImplementedError
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model_}
+
+    def _programs(self):
+        return self.model_.model, None
+
+    def _objective(self):
+        return ExactNLL()
+
+    def _val_loss(self, x: torch.Tensor) -> float:
+        with torch.no_grad():
+            return -self.model_.log_prob(x).mean().item()
+
+    @torch.no_grad()
+    def score_samples(self, X) -> np.ndarray:
+        """Exact log p(x) per example, in nats; shape (N,)."""
+        return self.model_.log_prob(self._tensor(X)).cpu().numpy()
+
+    def sample(self, num_samples: int, *, seed: int | None = None) -> np.ndarray:
+        """Draw examples by pushing base draws through the flow; shape (num_samples, D)."""
+        self._check_fitted()
+        check_int("num_samples", num_samples)
+        with self._seeded(seed):
+            return self.model_.sample(int(num_samples)).cpu().numpy()
+
+    def plot_figures(self, data, folder: Path, seed: int = 0) -> None:
+        """Samples and curves; for 2-D data also the learned density next to the data
+        (``density.png``)."""
+        super().plot_figures(data, folder, seed)
+        if self.data_shape_ == (2,):
+            from .. import viz
+
+            viz.plot_density_2d(
+                lambda pts: self.score_samples(pts),
+                data.x_test,
+                path=folder / "density.png",
+                title=f"{type(self).__name__} density",
+            )
+
+
+@register
+class RealNVP(_VectorFlow):
+    __doc__ = f"""Real NVP (Dinh et al., 2017): affine coupling layers.
+
+    Each layer leaves half of the dimensions unchanged and maps the other half affinely, with
+    the shift and log-scale output by an MLP of the unchanged half; the halves swap from one
+    layer to the next. Density and sampling both take one pass per layer.
+
+    Args:
+        num_transforms: coupling layers.
+        hidden_dims: widths of each coupling network's hidden layers.{_COMMON_ARGS}"""
+
+    family = "realnvp"
+    summary = "Real NVP: affine coupling layers, exact likelihood, one-pass sampling"
+
+    def __init__(
+        self,
+        *,
+        num_transforms: int = 6,
+        hidden_dims: tuple[int, ...] = (128, 128),
+        seed: int = 0,
+        device: str = "auto",
+        compile: bool = True,
+    ):
+        self.num_transforms = num_transforms
+        self.hidden_dims = hidden_dims
+        self.seed = seed
+        self.device = device
+        self.compile = compile
+        self._check_params()
+
+    def _layers(self, dim: int):
+        return realnvp_layers(dim, int(self.num_transforms), tuple(self.hidden_dims))
+
+
+@register
+class MAF(_VectorFlow):
+    __doc__ = f"""Masked autoregressive flow (Papamakarios et al., 2017).
+
+    Each layer is an affine autoregressive map whose shift and log-scale come from a MADE
+    network; the density takes one network pass per layer, sampling D passes. The ordering is
+    reversed from one layer to the next.
+
+    Args:
+        num_transforms: autoregressive layers.
+        hidden_dims: widths of each MADE network's hidden layers.{_COMMON_ARGS}"""
+
+    family = "maf"
+    summary = "masked autoregressive flow: affine autoregressive layers, exact likelihood"
+
+    def __init__(
+        self,
+        *,
+        num_transforms: int = 5,
+        hidden_dims: tuple[int, ...] = (128, 128),
+        seed: int = 0,
+        device: str = "auto",
+        compile: bool = True,
+    ):
+        self.num_transforms = num_transforms
+        self.hidden_dims = hidden_dims
+        self.seed = seed
+        self.device = device
+        self.compile = compile
+        self._check_params()
+
+    def _layers(self, dim: int):
+        return maf_layers(dim, int(self.num_transforms), tuple(self.hidden_dims))
+
+
+@register
+class NSF(_VectorFlow):
+    __doc__ = f"""Neural spline flow (Durkan et al., 2019): monotonic rational-quadratic splines.
+
+    Each layer maps each transformed dimension through a spline on [-bound, bound] (the
+    identity outside) whose knots come from a coupling network (``kind="coupling"``) or an
+    autoregressive one (``"autoregressive"``).
+
+    Args:
+        kind: ``coupling`` or ``autoregressive``.
+        num_transforms: spline layers.
+        hidden_dims: widths of each network's hidden layers.
+        count_bins: the spline's segments.
+        bound: the half-width of the interval the splines act on.
+        seed: seeds initialization, training and sampling.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        compile: trace the training step into a graph; off by default, as Pyro's spline
+            branches on tensor values and cannot be traced.
+
+    Attributes:
+        model_: the fitted :class:`~ppdgm.models.flows.Flow`.
+    """
+
+    family = "nsf"
+    summary = "neural spline flow: rational-quadratic spline layers, exact likelihood"
+    choices = {"kind": ("coupling", "autoregressive")}
+
+    def __init__(
+        self,
+        *,
+        kind: str = "coupling",
+        num_transforms: int = 6,
+        hidden_dims: tuple[int, ...] = (128, 128),
+        count_bins: int = 16,
+        bound: float = 4.0,
+        seed: int = 0,
+        device: str = "auto",
+        compile: bool = False,
+    ):
+        self.kind = kind
+        self.num_transforms = num_transforms
+        self.hidden_dims = hidden_dims
+        self.count_bins = count_bins
+        self.bound = bound
+        self.seed = seed
+        self.device = device
+        self.compile = compile
+        self._check_params()
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_int("count_bins", self.count_bins, low=2)
+        if not (isinstance(self.bound, (int, float)) and self.bound > 0):
+            raise ConfigError(f"bound must be a positive number, got {self.bound!r}")
+
+    def _layers(self, dim: int):
+        return nsf_layers(
+            dim,
+            int(self.num_transforms),
+            tuple(self.hidden_dims),
+            int(self.count_bins),
+            float(self.bound),
+            self.kind,
+        )

@@ -1,0 +1,183 @@
+"""Normalizing flows as Pyro programs: ``z ~ N(0, I)``, ``x = T(z)`` for an invertible ``T``
+built from layers, so ``log p(x) = log N(T^{-1}(x)) + log |det dT^{-1}/dx|`` exactly.
+
+The layers are Pyro's transforms (``pyro.distributions.transforms``) where Pyro has them:
+affine coupling (RealNVP), affine autoregressive (MAF), rational-quadratic spline coupling and
+autoregressive (neural spline flows). A :class:`Flow` holds them in sampling order (base to
+data) and marks each autoregressive layer as used in its inverse direction, so that the
+density is the fast direction (one network pass per layer, as in MAF) and sampling the
+sequential one.
+
+References: Dinh, Sohl-Dickstein & Bengio (2017), "Density estimation using Real NVP";
+Papamakarios, Pavlakou & Murray (2017), "Masked Autoregressive Flow for Density Estimation";
+Durkan, Bekasov, Murray & Papamakarios (2019), "Neural Spline Flows".
+"""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import pyro.distributions.transforms as T
+import torch
+from pyro.distributions.torch_transform import TransformModule
+from pyro.nn import AutoRegressiveNN, DenseNN, PyroModule
+from torch import nn
+from torch.distributions import constraints
+
+__all__ = ["Flow", "PermuteLayer", "realnvp_layers", "maf_layers", "nsf_layers"]
+
+
+class PermuteLayer(TransformModule):
+    """A fixed permutation of the last axis (a buffer, so it moves with the module);
+    ``log |det J| = 0``."""
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    bijective = True
+    volume_preserving = True
+
+    def __init__(self, permutation: torch.Tensor):
+        super().__init__(cache_size=1)
+        permutation = torch.as_tensor(permutation).long()
+        self.register_buffer("permutation", permutation)
+        self.register_buffer("inverse_permutation", torch.argsort(permutation))
+
+    def _call(self, x):
+        return x[..., self.permutation]
+
+    def _inverse(self, y):
+        return y[..., self.inverse_permutation]
+
+    def log_abs_det_jacobian(self, x, y):
+        return x.new_zeros(x.shape[:-1])
+
+
+class Flow(PyroModule):
+    """``x = T_K(... T_1(z))``, ``z ~ N(0, I_D)``: the program, its exact density and sampler.
+
+    Args:
+        layers: the transforms in sampling order (base to data), each a module.
+        dim: D.
+        inverted: for each layer, True where the flow uses it in its inverse direction (an
+            autoregressive layer whose forward pass is the fast one, put on the density side).
+    """
+
+    def __init__(self, layers: list[nn.Module], dim: int, inverted: list[bool] | None = None):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.dim = int(dim)
+        self.inverted = list(inverted) if inverted is not None else [False] * len(layers)
+        if len(self.inverted) != len(self.layers):
+            raise ValueError(f"{len(self.inverted)} inverted flags for {len(self.layers)} layers")
+        self.register_buffer("_zero", torch.zeros(()))
+
+    def transforms(self) -> list:
+        """The layers as transforms in sampling order (an inverted layer as its ``.inv``)."""
+        return [t.inv if inv else t for t, inv in zip(self.layers, self.inverted, strict=True)]
+
+    def base(self):
+        return dist.Normal(self._zero, 1.0).expand([self.dim]).to_event(1)
+
+    def distribution(self) -> dist.TransformedDistribution:
+        """p(x) as a distribution with an exact ``log_prob``."""
+        return dist.TransformedDistribution(self.base(), self.transforms())
+
+    def model(self, x: torch.Tensor):
+        """The generative program with ``x`` (N, D) observed (to draw, use :meth:`sample`)."""
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", self.distribution(), obs=x)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact log p(x) per example, in nats; (N,)."""
+        return self.distribution().log_prob(x)
+
+    def forward_map(self, z: torch.Tensor) -> torch.Tensor:
+        """x = T(z)."""
+        for t in self.transforms():
+            z = t(z)
+        return z
+
+    def inverse_map(self, x: torch.Tensor) -> torch.Tensor:
+        """z = T^{-1}(x)."""
+        for t in reversed(self.transforms()):
+            x = t.inv(x)
+        return x
+
+    @torch.no_grad()
+    def sample(self, num_samples: int) -> torch.Tensor:
+        """Draw (num_samples, D) examples: z from the base, pushed through the layers."""
+        return self.forward_map(self.base().sample((num_samples,)))
+
+
+def _alternating(dim: int, i: int) -> torch.Tensor:
+    """The permutation between coupling layers: reverse the dimensions, so the half a layer
+    leaves unchanged is the half the next one transforms."""
+    return torch.arange(dim - 1, -1, -1)
+
+
+def realnvp_layers(dim: int, num_transforms: int, hidden_dims: tuple[int, ...]):
+    """RealNVP: affine coupling layers (the first half of the dimensions conditions the affine
+    map of the second half), the halves swapped between layers. Returns (layers, inverted)."""
+    layers, inverted = [], []
+    split = dim // 2
+    for i in range(num_transforms):
+        net = DenseNN(split, list(hidden_dims), [dim - split, dim - split])
+        layers.append(T.AffineCoupling(split, net))
+        inverted.append(False)
+        if i < num_transforms - 1:
+            layers.append(PermuteLayer(_alternating(dim, i)))
+            inverted.append(False)
+    return layers, inverted
+
+
+def maf_layers(dim: int, num_transforms: int, hidden_dims: tuple[int, ...]):
+    """MAF: affine autoregressive layers (MADE networks), used inverted so the density takes
+    one pass per layer; the ordering reversed from one layer to the next."""
+    layers = []
+    for i in range(num_transforms):
+        order = torch.arange(dim) if i % 2 == 0 else torch.arange(dim - 1, -1, -1)
+        net = AutoRegressiveNN(dim, list(hidden_dims), permutation=order)
+        layers.append(T.AffineAutoregressive(net))
+    return layers, [True] * len(layers)
+
+
+def nsf_layers(
+    dim: int,
+    num_transforms: int,
+    hidden_dims: tuple[int, ...],
+    count_bins: int = 8,
+    bound: float = 4.0,
+    kind: str = "coupling",
+):
+    """Neural spline flow: monotonic rational-quadratic splines on [-bound, bound] (identity
+    outside), their knots output by a coupling network (``kind="coupling"``, halves swapped
+    between layers) or an autoregressive one (``"autoregressive"``, used inverted like MAF)."""
+    layers, inverted = [], []
+    for i in range(num_transforms):
+        if kind == "autoregressive":
+            order = torch.arange(dim) if i % 2 == 0 else torch.arange(dim - 1, -1, -1)
+            # widths, heights and inner derivatives of a rational-quadratic spline
+            param_dims = [count_bins, count_bins, count_bins - 1]
+            net = AutoRegressiveNN(dim, list(hidden_dims), param_dims=param_dims, permutation=order)
+            layers.append(
+                T.SplineAutoregressive(
+                    dim, net, count_bins=count_bins, bound=bound, order="quadratic"
+                )
+            )
+            inverted.append(True)
+            continue
+        split = dim // 2
+        rest = dim - split
+        net = DenseNN(
+            split,
+            list(hidden_dims),
+            param_dims=[rest * count_bins, rest * count_bins, rest * (count_bins - 1)],
+        )
+        layers.append(
+            T.SplineCoupling(dim, split, net, count_bins=count_bins, bound=bound, order="quadratic")
+        )
+        inverted.append(False)
+        if i < num_transforms - 1:
+            layers.append(PermuteLayer(_alternating(dim, i)))
+            inverted.append(False)
+    return layers, inverted
