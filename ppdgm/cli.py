@@ -402,7 +402,9 @@ def _train(args) -> int:
     data = _load_run_data(cfg)
     params = cls.params_from_saved(cfg["params"])
     params["device"] = args.device
-    params["compile"] = not args.no_compile
+    # --no-compile turns compilation off; otherwise the family's default holds (a family
+    # whose step cannot be traced defaults to eager)
+    params["compile"] = False if args.no_compile else cls.param_defaults()["compile"]
     est = cls(**params)
     # the data-dependent settings (a likelihood left to "auto", the number of integer values)
     # are fixed for the run from every split, so that the test data fit the trained model

@@ -3,8 +3,8 @@
 and builds each family's options from its constructor (see :mod:`ppdgm.estimators.base`)."""
 
 from .autoregressive import FVSBN, MADE, NADE
-from .flows import MAF, NSF, RealNVP
 from .base import REGISTRY, Estimator, get_family, load_estimator, register
+from .flows import MAF, NSF, RealNVP
 from .vae import VAE
 
 __all__ = [

@@ -169,7 +169,7 @@ class MAF(_VectorFlow):
 
 @register
 class NSF(_VectorFlow):
-    __doc__ = f"""Neural spline flow (Durkan et al., 2019): monotonic rational-quadratic splines.
+    """Neural spline flow (Durkan et al., 2019): monotonic rational-quadratic splines.
 
     Each layer maps each transformed dimension through a spline on [-bound, bound] (the
     identity outside) whose knots come from a coupling network (``kind="coupling"``) or an
