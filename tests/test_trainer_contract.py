@@ -84,6 +84,25 @@ def test_loss_is_per_example_and_the_step_is_plain_sgd():
     assert tr.step_count == 1
 
 
+def test_weight_decay_reaches_the_optimizer():
+    # SGD: theta -= lr * (grad + wd * theta); from theta = 1 on data all 1 the gradient is 0
+    quad = Quadratic()
+    with torch.no_grad():
+        quad.theta.fill_(1.0)
+    tr, _ = _trainer(quad, weight_decay=0.5, lr=0.1)
+    tr.step(torch.ones(4))
+    assert quad.theta.item() == pytest.approx(1 - 0.1 * 0.5)
+    assert tr.weight_decay == 0.5
+    # AdamW decays decoupled from the (zero) gradient: theta *= 1 - lr * wd
+    quad = Quadratic()
+    with torch.no_grad():
+        quad.theta.fill_(1.0)
+    tr, _ = _trainer(quad, optimizer="adamw", weight_decay=0.5, lr=0.1)
+    tr.step(torch.ones(4))
+    assert quad.theta.item() == pytest.approx(1 - 0.1 * 0.5)
+    assert _trainer()[0].optimizer.param_groups[0]["weight_decay"] == 0.0
+
+
 def test_history_averages_windows_aligned_on_the_step():
     tr, quad = _trainer()
     losses = []
@@ -230,6 +249,8 @@ def test_diverged_loss_names_the_step_and_leaves_the_parameters():
         ({"lr": 0.0}, r"^lr must be positive, got 0\.0$"),
         ({"lr": float("nan")}, r"^lr must be positive, got nan$"),
         ({"batch_size": 0}, r"^batch_size must be >= 1, got 0$"),
+        ({"weight_decay": -0.1}, r"^weight_decay must be >= 0, got -0\.1$"),
+        ({"weight_decay": float("nan")}, r"^weight_decay must be >= 0, got nan$"),
     ],
 )
 def test_bad_settings_are_refused_by_name(kwargs, message):

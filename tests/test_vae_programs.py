@@ -307,8 +307,10 @@ def test_a_guide_that_cannot_be_reparameterized_is_refused_with_advice():
         z = pyro.sample("coin", dist.Bernoulli(0.5))
         pyro.sample("x", dist.Normal(z, 1.0).expand([x.shape[0]]).to_event(1), obs=x)
 
+    p = torch.tensor(0.3, requires_grad=True)  # a trainable guide parameter
+
     def guide(x):
-        pyro.sample("coin", dist.Bernoulli(0.3))
+        pyro.sample("coin", dist.Bernoulli(p))
 
     x = torch.zeros(3)
     with pytest.raises(
@@ -318,6 +320,15 @@ def test_a_guide_that_cannot_be_reparameterized_is_refused_with_advice():
         r"for score-function gradients$",
     ):
         ELBO()(model, guide)(x)
+    # a draw from a fixed distribution needs no score-function term: allowed, and the loss is
+    # the ELBO at the drawn value (the KL term in closed form)
+    pyro.set_rng_seed(0)
+    loss = ELBO()(model, lambda x: pyro.sample("coin", dist.Bernoulli(0.3)))(x)
+    pyro.set_rng_seed(0)
+    z = float(dist.Bernoulli(0.3).sample())
+    kl = 0.3 * np.log(0.3 / 0.5) + 0.7 * np.log(0.7 / 0.5)
+    expected = -(dist.Normal(z, 1.0).log_prob(x).sum() - kl)
+    torch.testing.assert_close(loss, expected.float())
     # observed sites are no concern of the check: a Bernoulli likelihood is fine
     model2, guide2, x2 = _shift_pair()
     assert np.isfinite(ELBO()(model2, guide2)(x2).item())
