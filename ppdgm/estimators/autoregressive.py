@@ -204,9 +204,9 @@ class MADE(_BinaryAutoregressive):
     def __init__(
         self,
         *,
-        hidden_dims: tuple[int, ...] = (512,),
+        hidden_dims: tuple[int, ...] = (1024,),
         num_orderings: int = 8,
-        dropout: float = 0.5,
+        dropout: float = 0.3,
         weight_decay: float = 1e-2,
         seed: int = 0,
         device: str = "auto",
