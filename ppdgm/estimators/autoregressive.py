@@ -11,7 +11,7 @@ import torch
 from .._utils import check_int
 from ..data import check_likelihood_support
 from ..errors import ConfigError
-from ..inference import ELBO, ExactNLL
+from ..inference import ELBO
 from ..models.autoregressive import (
     AutoregressiveBernoulli,
     MADENet,
@@ -19,12 +19,12 @@ from ..models.autoregressive import (
     fvsbn_net,
     random_orders,
 )
-from .base import Estimator, register
+from .base import ExactLikelihoodEstimator, check_hidden_dims, register
 
 __all__ = ["FVSBN", "NADE", "MADE"]
 
 
-class _BinaryAutoregressive(Estimator):
+class _BinaryAutoregressive(ExactLikelihoodEstimator):
     """Shared parts of the autoregressive families over binary vectors (N, D)."""
 
     default_data = "digits-binary"
@@ -33,14 +33,7 @@ class _BinaryAutoregressive(Estimator):
         check_likelihood_support(x, "bernoulli", source)
 
     def _build(self, data_shape: tuple[int, ...]) -> None:
-        if len(data_shape) != 1:
-            raise ConfigError(
-                f"{type(self).__name__} models vectors (N, D); got examples of shape "
-                f"{data_shape} (flatten images first)"
-            )
-        dim = data_shape[0]
-        if dim < 2:
-            raise ConfigError(f"{type(self).__name__} needs at least 2 dimensions, got {dim}")
+        dim = self._vector_dim(data_shape)
         generator = torch.Generator().manual_seed(int(self.seed))
         orders = random_orders(dim, getattr(self, "num_orderings", 1), generator)
         self.model_ = AutoregressiveBernoulli(self._net(orders, generator), dim, orders)
@@ -48,20 +41,17 @@ class _BinaryAutoregressive(Estimator):
     def _net(self, orders: torch.Tensor, generator: torch.Generator) -> torch.nn.Module:
         raise NotImplementedError
 
-    def _modules(self) -> dict[str, torch.nn.Module]:
-        return {"model": self.model_}
-
     def _programs(self):
         if self.model_.num_orderings > 1:
             return self.model_.model, self.model_.guide
-        return self.model_.model, None
+        return super()._programs()
 
     def _objective(self):
         if self.model_.num_orderings > 1:
             # the ordering is the only latent site, drawn uniformly by the guide as by the
             # prior: the ELBO is the mean over orderings of their exact log-likelihoods
             return ELBO()
-        return ExactNLL()
+        return super()._objective()
 
     def _trainer_options(self) -> dict[str, Any]:
         decay = float(getattr(self, "weight_decay", 0.0))
@@ -73,33 +63,11 @@ class _BinaryAutoregressive(Estimator):
             if hasattr(self, name):
                 check_int(name, getattr(self, name))
         if hasattr(self, "hidden_dims"):
-            dims = self.hidden_dims
-            if (
-                not isinstance(dims, (tuple, list))
-                or not dims
-                or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in dims)
-            ):
-                raise ConfigError(f"hidden_dims must be positive integers, got {dims!r}")
+            check_hidden_dims(self.hidden_dims)
         if not 0.0 <= float(getattr(self, "dropout", 0.0)) < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if not float(getattr(self, "weight_decay", 0.0)) >= 0.0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
-
-    def _val_loss(self, x: torch.Tensor) -> float:
-        with torch.no_grad():
-            return -self.model_.log_prob(x).mean().item()
-
-    @torch.no_grad()
-    def score_samples(self, X) -> np.ndarray:
-        """Exact log p(x) per example, in nats; shape (N,)."""
-        return self.model_.log_prob(self._tensor(X)).cpu().numpy()
-
-    def sample(self, num_samples: int, *, seed: int | None = None) -> np.ndarray:
-        """Draw examples dimension by dimension; shape (num_samples, D)."""
-        self._check_fitted()
-        check_int("num_samples", num_samples)
-        with self._seeded(seed):
-            return self.model_.sample(int(num_samples)).cpu().numpy()
 
 
 @register

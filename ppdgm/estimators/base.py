@@ -37,7 +37,15 @@ from ..data import check_shape, validate_array
 from ..errors import CheckpointError, ConfigError
 from ..train import Trainer, load_checkpoint, save_checkpoint
 
-__all__ = ["Estimator", "REGISTRY", "register", "get_family", "load_estimator"]
+__all__ = [
+    "Estimator",
+    "ExactLikelihoodEstimator",
+    "REGISTRY",
+    "register",
+    "get_family",
+    "load_estimator",
+    "check_hidden_dims",
+]
 
 #: every family by its command-line name
 REGISTRY: dict[str, type[Estimator]] = {}
@@ -461,6 +469,63 @@ class Estimator:
         est.best_step_ = None
         est._set_eval()
         return est
+
+
+class ExactLikelihoodEstimator(Estimator):
+    """Shared parts of the families whose ``model_`` has an exact ``log_prob(x)`` and a
+    ``sample(n)`` (autoregressive models, flows): fitted by the exact negative log-likelihood
+    (a family with latent sites overrides ``_programs`` and ``_objective``), validated and
+    scored by ``log_prob``."""
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model_}
+
+    def _vector_dim(self, data_shape: tuple[int, ...]) -> int:
+        """D for a family that models vectors of D >= 2 dimensions; refuses other shapes."""
+        if len(data_shape) != 1:
+            raise ConfigError(
+                f"{type(self).__name__} models vectors (N, D); got examples of shape "
+                f"{data_shape} (flatten images first)"
+            )
+        if data_shape[0] < 2:
+            raise ConfigError(
+                f"{type(self).__name__} needs at least 2 dimensions, got {data_shape[0]}"
+            )
+        return int(data_shape[0])
+
+    def _programs(self):
+        return self.model_.model, None
+
+    def _objective(self):
+        from ..inference import ExactNLL
+
+        return ExactNLL()
+
+    def _val_loss(self, x: torch.Tensor) -> float:
+        with torch.no_grad():
+            return -self.model_.log_prob(x).mean().item()
+
+    @torch.no_grad()
+    def score_samples(self, X) -> np.ndarray:
+        """Exact log p(x) per example, in nats; shape (N,)."""
+        return self.model_.log_prob(self._tensor(X)).cpu().numpy()
+
+    def sample(self, num_samples: int, *, seed: int | None = None) -> np.ndarray:
+        """Draw ``num_samples`` examples from the model; shape (num_samples, *data shape)."""
+        self._check_fitted()
+        check_int("num_samples", num_samples)
+        with self._seeded(seed):
+            return self.model_.sample(int(num_samples)).cpu().numpy()
+
+
+def check_hidden_dims(dims) -> None:
+    """Refuse hidden-layer widths that are not a non-empty sequence of positive integers."""
+    if (
+        not isinstance(dims, (tuple, list))
+        or not dims
+        or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in dims)
+    ):
+        raise ConfigError(f"hidden_dims must be positive integers, got {dims!r}")
 
 
 def _as_array(X):

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from .._utils import check_int
 from ..errors import ConfigError
-from ..inference import ExactNLL
 from ..models.flows import Flow, maf_layers, nsf_layers, realnvp_layers
-from .base import Estimator, register
+from .base import ExactLikelihoodEstimator, check_hidden_dims, register
 
 __all__ = ["RealNVP", "MAF", "NSF"]
 
@@ -26,7 +22,7 @@ _COMMON_ARGS = """
 """
 
 
-class _VectorFlow(Estimator):
+class _VectorFlow(ExactLikelihoodEstimator):
     """Shared parts of the flows over vectors (N, D)."""
 
     default_data = "8gaussians"
@@ -34,53 +30,15 @@ class _VectorFlow(Estimator):
     def _check_params(self) -> None:
         super()._check_params()
         check_int("num_transforms", self.num_transforms)
-        dims = self.hidden_dims
-        if (
-            not isinstance(dims, (tuple, list))
-            or not dims
-            or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in dims)
-        ):
-            raise ConfigError(f"hidden_dims must be positive integers, got {dims!r}")
+        check_hidden_dims(self.hidden_dims)
 
     def _build(self, data_shape: tuple[int, ...]) -> None:
-        if len(data_shape) != 1:
-            raise ConfigError(
-                f"{type(self).__name__} models vectors (N, D); got examples of shape "
-                f"{data_shape} (flatten images first)"
-            )
-        dim = data_shape[0]
-        if dim < 2:
-            raise ConfigError(f"{type(self).__name__} needs at least 2 dimensions, got {dim}")
+        dim = self._vector_dim(data_shape)
         layers, inverted = self._layers(dim)
         self.model_ = Flow(layers, dim, inverted)
 
     def _layers(self, dim: int):
         raise NotImplementedError
-
-    def _modules(self) -> dict[str, torch.nn.Module]:
-        return {"model": self.model_}
-
-    def _programs(self):
-        return self.model_.model, None
-
-    def _objective(self):
-        return ExactNLL()
-
-    def _val_loss(self, x: torch.Tensor) -> float:
-        with torch.no_grad():
-            return -self.model_.log_prob(x).mean().item()
-
-    @torch.no_grad()
-    def score_samples(self, X) -> np.ndarray:
-        """Exact log p(x) per example, in nats; shape (N,)."""
-        return self.model_.log_prob(self._tensor(X)).cpu().numpy()
-
-    def sample(self, num_samples: int, *, seed: int | None = None) -> np.ndarray:
-        """Draw examples by pushing base draws through the flow; shape (num_samples, D)."""
-        self._check_fitted()
-        check_int("num_samples", num_samples)
-        with self._seeded(seed):
-            return self.model_.sample(int(num_samples)).cpu().numpy()
 
     def plot_figures(self, data, folder: Path, seed: int = 0) -> None:
         """Samples and curves; for 2-D data also the learned density next to the data

@@ -20,7 +20,7 @@ from ..inference import ELBO, IWAE
 from ..models.likelihoods import LIKELIHOODS, make_likelihood
 from ..models.vae import VAEModel
 from ..nn import MLP, ConvDecoder, ConvEncoder
-from .base import Estimator, register
+from .base import Estimator, check_hidden_dims, register
 
 __all__ = ["VAE"]
 
@@ -115,8 +115,7 @@ class VAE(Estimator):
 
     def _check_params(self):
         check_int("latent_dim", self.latent_dim)
-        if not self.hidden_dims or any(not isinstance(h, int) or h < 1 for h in self.hidden_dims):
-            raise ConfigError(f"hidden_dims must be positive integers, got {self.hidden_dims!r}")
+        check_hidden_dims(self.hidden_dims)
         super()._check_params()
         if not self.beta > 0:
             raise ConfigError(f"beta must be positive, got {self.beta}")
