@@ -172,9 +172,9 @@ class MADE(_BinaryAutoregressive):
     def __init__(
         self,
         *,
-        hidden_dims: tuple[int, ...] = (1024,),
+        hidden_dims: tuple[int, ...] = (2048,),
         num_orderings: int = 8,
-        dropout: float = 0.3,
+        dropout: float = 0.5,
         weight_decay: float = 1e-2,
         seed: int = 0,
         device: str = "auto",
