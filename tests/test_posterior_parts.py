@@ -27,8 +27,8 @@ from ppdgm.inference.posterior import (
 BACKENDS = ["numpyro", "pyro"]
 
 
-def grouped(x, y=None, *, num_groups=3):
-    """A latent in a plate, a multivariate latent with an event dim, a deterministic, a factor
+def grouped(x, y=None, *, num_groups=5):
+    """(The tests pass num_groups=3, so a dropped keyword argument shows.) A latent in a plate, a multivariate latent with an event dim, a deterministic, a factor
     and an observation in two nested plates."""
     scale = pyro.sample("scale", dist.HalfNormal(2.0))
     with pyro.plate("groups", num_groups):
@@ -96,6 +96,23 @@ def test_model_sites_trace_at_initial_values_not_prior_draws(backend):
     assert seen["s"] != first  # the seed picks the initial values
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_initial_values_are_uniform_in_minus_two_two_on_the_unconstrained_scale(backend):
+    seen = {}
+
+    def wide(x):
+        with pyro.plate("many", 4000):
+            seen["u"] = np.asarray(pyro.sample("u", dist.Normal(0.0, 1.0)))
+            seen["p"] = np.asarray(pyro.sample("p", dist.HalfNormal(1.0)))
+
+    args, kwargs = as_backend_args((np.zeros(2),), {}, backend)
+    model_sites(wide, args, kwargs, backend)
+    for v in (seen["u"], np.log(seen["p"])):
+        assert v.min() >= -2 - 1e-5 and v.max() <= 2 + 1e-5
+        assert v.min() < -1.95 and v.max() > 1.95
+        assert abs(v.mean()) < 0.1 and abs(v.std() - 4 / np.sqrt(12)) < 0.05
+
+
 def test_init_strategy_gives_values_where_given():
     from numpyro.infer import init_to_uniform
 
@@ -155,6 +172,44 @@ def test_pointwise_log_likelihood_deterministic_and_predictive(backend):
     np.testing.assert_array_equal(again[2]["y"], ppc["y"])  # seeded
 
 
+def _zeros(backend, n):
+    if backend == "numpyro":
+        import jax.numpy as jnp
+
+        return jnp.zeros(n)
+    import torch
+
+    return torch.zeros(n)
+
+
+def _as(backend, a):
+    if backend == "numpyro":
+        import jax.numpy as jnp
+
+        return jnp.asarray(a, dtype=jnp.float32)
+    import torch
+
+    return torch.as_tensor(a, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_site_dims_name_plates_only_where_they_index_the_batch(backend):
+    def model(x):
+        with pyro.plate("one", 1, dim=-2):
+            with pyro.plate("rows", 4, dim=-1):
+                # an event dim inside the plate: the plate names the batch axis only
+                pyro.sample("mv", dist.Normal(0.0, 1.0).expand([4, 3]).to_event(1))
+                pyro.sample("s", dist.Normal(0.0, 1.0))
+        pyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1), obs=x)
+
+    args, kwargs = as_backend_args((np.zeros(2),), {}, backend)
+    sites, _ = model_sites(model, args, kwargs, backend)
+    # a plate of size 1 names nothing
+    assert sites["mv"].shape == (1, 4, 3) and sites["mv"].dims == ["mv_dim_0", "rows", "mv_dim_2"]
+    assert sites["s"].dims == ["s_dim_0", "rows"] and sites["s"].plate_nesting == 2
+    assert sites["x"].dims == ["x_dim_0"]
+
+
 def test_inference_data_layout_uses_plate_names():
     sites = {
         "loc": SiteInfo("loc", "latent", (3,), 0, ["groups"], 1),
@@ -168,7 +223,11 @@ def test_inference_data_layout_uses_plate_names():
         sites,
         sample_stats={"diverging": np.zeros((c, d), bool)},
         log_likelihood={"y": np.zeros((c, d, 4, 2)), "v": np.zeros((c, d, 4))},
-        posterior_predictive={"y": np.zeros((c, d, 4, 2)), "w": np.zeros((c, d, 7))},
+        posterior_predictive={
+            "y": np.zeros((c, d, 4, 2)),
+            "w": np.zeros((c, d, 7)),
+            "v": np.zeros((c, d, 4, 2)),
+        },
         observed_data={"y": np.ones((4, 2))},
         constant_data={"x": np.arange(4.0)},
         attrs={"backend": "numpyro"},
@@ -191,6 +250,8 @@ def test_inference_data_layout_uses_plate_names():
     # a shape that does not fit the site's dims falls back to numbered names
     assert idata.posterior_predictive["w"].dims == ("chain", "draw", "w_dim_0")
     assert idata.posterior_predictive["w"].shape == (c, d, 7)
+    # outside the log-likelihood a site keeps its event dims
+    assert idata.posterior_predictive["v"].dims == ("chain", "draw", "rows", "v_dim_1")
     assert idata.observed_data["y"].dims == ("rows", "cols")
     assert idata.constant_data["x"].dims == ("x_dim_0",)
     assert idata.sample_stats["diverging"].dims == ("chain", "draw")
@@ -289,5 +350,49 @@ def test_posterior_predictive_from_given_draws_for_new_inputs(backend):
     # a second call replaces the group
     out = posterior_predictive(reg, out, x_new[:2], backend=backend, seed=0)
     assert out.posterior_predictive["y"].shape == (2, 3, 2)
-    with pytest.raises(ConfigError, match="the posterior holds none of the model's latent sites"):
+    with pytest.raises(ConfigError, match="^the posterior holds none of the model's latent sites$"):
         posterior_predictive(reg, az.from_dict(posterior={"v": w}), x_new, backend=backend)
+    # the seed (default 0) picks the draws
+    a = posterior_predictive(reg, az.from_dict(posterior={"w": w}), x_new, backend=backend)
+    b = posterior_predictive(reg, az.from_dict(posterior={"w": w}), x_new, backend=backend, seed=0)
+    c = posterior_predictive(reg, az.from_dict(posterior={"w": w}), x_new, backend=backend, seed=1)
+    np.testing.assert_array_equal(a.posterior_predictive["y"], b.posterior_predictive["y"])
+    assert not np.array_equal(a.posterior_predictive["y"], c.posterior_predictive["y"])
+
+
+def test_posterior_predictive_defaults_to_numpyro_and_predicts_the_missing_latents():
+    def two(x, y=None):
+        w = pyro.sample("w", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+        b = pyro.sample("b", dist.Normal(0.0, 1.0))
+        with pyro.plate("obs", x.shape[0]):
+            pyro.sample("y", dist.Normal(w[0] * x + w[1] + b, 0.01), obs=y)
+
+    w = np.random.default_rng(0).normal(size=(2, 3, 2))
+    idata = az.from_dict(posterior={"w": w})  # b is not in the posterior: it is predicted
+    x_new = np.array([1.0, 2.0])
+    out = posterior_predictive(two, idata, x_new, seed=3)
+    ppc = out.posterior_predictive
+    assert set(ppc.data_vars) == {"y", "b"}
+    assert ppc["b"].shape == (2, 3) and ppc["y"].shape == (2, 3, 2)
+    expected = w[..., :1] * x_new + w[..., 1:] + ppc["b"].values[..., None]
+    np.testing.assert_allclose(ppc["y"].values, expected, atol=0.06)
+    same = posterior_predictive(
+        two, az.from_dict(posterior={"w": w}), x_new, backend="numpyro", seed=3
+    )
+    np.testing.assert_array_equal(same.posterior_predictive["y"], ppc["y"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pointwise_keeps_integer_draws_and_the_default_dtype(backend):
+    locs = np.array([-5.0, 0.0, 5.0])
+
+    def mix(y=None):
+        z = pyro.sample("z", dist.Categorical(logits=_zeros(backend, 3)))
+        pyro.sample("y", dist.Normal(_as(backend, locs)[z], 1.0), obs=y)
+
+    args, kwargs = as_backend_args((np.array(0.5),), {}, backend)
+    sites, _ = model_sites(mix, args, kwargs, backend)
+    draws = {"z": np.array([0, 1, 2, 1])}
+    _, ll, _ = pointwise(mix, draws, args, kwargs, sites, backend, predict=[])
+    np.testing.assert_allclose(ll["y"], stats.norm(locs[draws["z"]], 1.0).logpdf(0.5), rtol=1e-5)
+    assert ll["y"].dtype == np.float32
