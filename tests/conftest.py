@@ -16,6 +16,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+@pytest.fixture
+def float64():
+    """The test runs with float64 as torch's default dtype (exact comparisons)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_state():
     """Each test starts seeded, with an empty Pyro parameter store."""

@@ -462,16 +462,6 @@ def _prior_draw_pyro(model, args, kwargs):
     }
 
 
-@pytest.fixture
-def float64():
-    import torch
-
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
-
-
 @pytest.mark.parametrize(
     "name",
     list(_cases()) + ["linear_regression_known_noise", "gaussian_mixture_1d", "lda_defaults"],

@@ -19,14 +19,8 @@ BUILDERS = {
 }
 
 
-@pytest.fixture
-def float64():
-    # exact comparisons in double precision (Pyro's autoregressive inverse starts from zeros of
-    # the default dtype)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+# The layer tests use the float64 fixture (tests/conftest.py): exact comparisons in double
+# precision, and Pyro's autoregressive inverse starts from zeros of the default dtype.
 
 
 def _flow(name, dim, seed=0, noise=0.3):

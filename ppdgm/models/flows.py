@@ -109,10 +109,11 @@ class Flow(PyroModule):
         return self.forward_map(self.base().sample((num_samples,)))
 
 
-def _alternating(dim: int, i: int) -> torch.Tensor:
-    """The permutation between coupling layers: reverse the dimensions, so the half a layer
-    leaves unchanged is the half the next one transforms."""
-    return torch.arange(dim - 1, -1, -1)
+def _order(dim: int, i: int) -> torch.Tensor:
+    """Layer ``i``'s ordering of the dimensions: natural for even ``i``, reversed for odd, so
+    that consecutive layers alternate (the reversal is also the permutation between coupling
+    layers: the half a layer leaves unchanged is the half the next one transforms)."""
+    return torch.arange(dim) if i % 2 == 0 else torch.arange(dim - 1, -1, -1)
 
 
 def realnvp_layers(dim: int, num_transforms: int, hidden_dims: tuple[int, ...]):
@@ -125,7 +126,7 @@ def realnvp_layers(dim: int, num_transforms: int, hidden_dims: tuple[int, ...]):
         layers.append(T.AffineCoupling(split, net))
         inverted.append(False)
         if i < num_transforms - 1:
-            layers.append(PermuteLayer(_alternating(dim, i)))
+            layers.append(PermuteLayer(_order(dim, 1)))
             inverted.append(False)
     return layers, inverted
 
@@ -135,7 +136,7 @@ def maf_layers(dim: int, num_transforms: int, hidden_dims: tuple[int, ...]):
     one pass per layer; the ordering reversed from one layer to the next."""
     layers = []
     for i in range(num_transforms):
-        order = torch.arange(dim) if i % 2 == 0 else torch.arange(dim - 1, -1, -1)
+        order = _order(dim, i)
         net = AutoRegressiveNN(dim, list(hidden_dims), permutation=order)
         layers.append(T.AffineAutoregressive(net))
     return layers, [True] * len(layers)
@@ -155,7 +156,7 @@ def nsf_layers(
     layers, inverted = [], []
     for i in range(num_transforms):
         if kind == "autoregressive":
-            order = torch.arange(dim) if i % 2 == 0 else torch.arange(dim - 1, -1, -1)
+            order = _order(dim, i)
             # widths, heights and inner derivatives of a rational-quadratic spline
             param_dims = [count_bins, count_bins, count_bins - 1]
             net = AutoRegressiveNN(dim, list(hidden_dims), param_dims=param_dims, permutation=order)
@@ -178,6 +179,6 @@ def nsf_layers(
         )
         inverted.append(False)
         if i < num_transforms - 1:
-            layers.append(PermuteLayer(_alternating(dim, i)))
+            layers.append(PermuteLayer(_order(dim, 1)))
             inverted.append(False)
     return layers, inverted

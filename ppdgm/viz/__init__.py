@@ -143,8 +143,9 @@ def plot_samples(
 
 
 def density_grid(points: np.ndarray, size: int = 200, margin: float = 0.15):
-    """A square grid around 2-D ``points``: ``(xs, ys, grid)`` with ``grid`` the (size**2, 2)
-    points, row by row, and the cell area ``dx * dy`` as ``grid_area``."""
+    """A grid of ``size`` x ``size`` points over 2-D ``points`` (their box, widened by
+    ``margin`` of its longer side): ``(xs, ys, grid)`` with ``grid`` the (size**2, 2) points,
+    row by row (``ys`` outer, ``xs`` inner)."""
     points = np.asarray(points)
     lo, hi = points.min(0), points.max(0)
     pad = margin * (hi - lo).max()
