@@ -10,7 +10,7 @@ warnings.filterwarnings(
 )
 
 from . import errors  # noqa: E402
-from .estimators import FVSBN, MADE, MAF, NADE, NSF, VAE, RealNVP  # noqa: E402
+from .estimators import FVSBN, MADE, MAF, NADE, NSF, VAE, PixelCNN, RealNVP  # noqa: E402
 from .train import Trainer  # noqa: E402
 
 __version__ = "0.1.0"
@@ -23,8 +23,7 @@ __all__ = [
     "RealNVP",
     "MAF",
     "NSF",
-    "NADE",
-    "MADE",
+    "PixelCNN",
     "Trainer",
     "errors",
     "__version__",

@@ -534,10 +534,12 @@ def _new_config(args, load: bool = True) -> dict[str, Any]:
     reshape = image_shape = None
     if load:
         data = load_data(data_spec, labels=labels, label_column=args.label_column)
-        if getattr(args, "arch", None) == "conv" and data.x_train.ndim == 2:
+        conv = getattr(args, "arch", None) == "conv"
+        if (conv or getattr(cls, "needs_images", False)) and data.x_train.ndim == 2:
             if data.image_shape is None:
+                who = "--arch conv" if conv else f"{args.model}"
                 raise DataError(
-                    f"{spec}: --arch conv needs images (N, C, H, W); these are vectors "
+                    f"{spec}: {who} needs images (N, C, H, W); these are vectors "
                     f"of length {data.x_train.shape[1]}"
                 )
             reshape = list(data.image_shape)

@@ -21,6 +21,7 @@ TINY = {
     "realnvp": {"num_transforms": 2, "hidden_dims": (8,)},
     "maf": {"num_transforms": 2, "hidden_dims": (8,)},
     "nsf": {"num_transforms": 2, "hidden_dims": (8,), "count_bins": 4},
+    "pixelcnn": {"channels": 8, "num_layers": 2},
 }
 FAMILIES = sorted(REGISTRY)
 
@@ -36,10 +37,20 @@ def test_every_family_has_a_tiny_configuration_and_a_summary():
         get_family("nope")
 
 
+def _default_data(cls):
+    """The family's default data, as images for a family that models images only."""
+    data = load_data(cls.default_data)
+    if getattr(cls, "needs_images", False):
+        for part in ("x_train", "x_test"):
+            x = getattr(data, part)
+            setattr(data, part, x.reshape(len(x), *data.image_shape))
+    return data
+
+
 @pytest.fixture(scope="module", params=FAMILIES)
 def fitted(request):
     cls = REGISTRY[request.param]
-    data = load_data(cls.default_data)
+    data = _default_data(cls)
     est = cls(**TINY[request.param], seed=0, device="cpu")
     assert est.fit(data.x_train[:200], num_steps=5, batch_size=32) is est
     return est, data

@@ -208,7 +208,7 @@ def check_likelihood_support(x: np.ndarray, likelihood: str, source: str, num_bi
                 f"{x[tuple(i)]} at row {int(i[0])}; binarize the data (e.g. --data digits-binary) "
                 "or choose another likelihood"
             )
-    elif likelihood == "discretized_logistic":
+    elif likelihood in ("discretized_logistic", "categorical"):
         bad = (x < 0) | (x != np.round(x))
         if num_bins is not None:
             bad |= x > num_bins - 1
@@ -216,7 +216,7 @@ def check_likelihood_support(x: np.ndarray, likelihood: str, source: str, num_bi
             i = np.argwhere(bad)[0]
             upper = f"0..{num_bins - 1}" if num_bins is not None else "non-negative integers"
             raise DataValueError(
-                f"{source}: the discretized_logistic likelihood needs integer values in "
+                f"{source}: the {likelihood} likelihood needs integer values in "
                 f"{upper}, found {x[tuple(i)]} at row {int(i[0])}"
             )
 

@@ -5,6 +5,7 @@ and builds each family's options from its constructor (see :mod:`ppdgm.estimator
 from .autoregressive import FVSBN, MADE, NADE
 from .base import REGISTRY, Estimator, get_family, load_estimator, register
 from .flows import MAF, NSF, RealNVP
+from .pixelcnn import PixelCNN
 from .vae import VAE
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "FVSBN",
     "NADE",
     "MADE",
+    "PixelCNN",
     "RealNVP",
     "MAF",
     "NSF",

@@ -10,7 +10,6 @@ import torch
 
 from .._utils import check_int
 from ..data import check_likelihood_support
-from ..errors import ConfigError
 from ..inference import ELBO
 from ..models.autoregressive import (
     AutoregressiveBernoulli,
@@ -53,10 +52,6 @@ class _BinaryAutoregressive(ExactLikelihoodEstimator):
             return ELBO()
         return super()._objective()
 
-    def _trainer_options(self) -> dict[str, Any]:
-        decay = float(getattr(self, "weight_decay", 0.0))
-        return {"optimizer": "adamw", "weight_decay": decay} if decay else {}
-
     def _check_params(self) -> None:
         super()._check_params()
         for name in ("num_orderings", "hidden"):
@@ -64,10 +59,6 @@ class _BinaryAutoregressive(ExactLikelihoodEstimator):
                 check_int(name, getattr(self, name))
         if hasattr(self, "hidden_dims"):
             check_hidden_dims(self.hidden_dims)
-        if not 0.0 <= float(getattr(self, "dropout", 0.0)) < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not float(getattr(self, "weight_decay", 0.0)) >= 0.0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
 
 @register

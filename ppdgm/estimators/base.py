@@ -480,6 +480,18 @@ class ExactLikelihoodEstimator(Estimator):
     def _modules(self) -> dict[str, torch.nn.Module]:
         return {"model": self.model_}
 
+    def _check_params(self) -> None:
+        super()._check_params()
+        if not 0.0 <= float(getattr(self, "dropout", 0.0)) < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not float(getattr(self, "weight_decay", 0.0)) >= 0.0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+    def _trainer_options(self) -> dict[str, Any]:
+        """AdamW with the family's ``weight_decay`` hyperparameter when it has a positive one."""
+        decay = float(getattr(self, "weight_decay", 0.0))
+        return {"optimizer": "adamw", "weight_decay": decay} if decay else {}
+
     def _vector_dim(self, data_shape: tuple[int, ...]) -> int:
         """D for a family that models vectors of D >= 2 dimensions; refuses other shapes."""
         if len(data_shape) != 1:
