@@ -20,7 +20,10 @@ included). The VAE row is its IWAE bound (5,000
 particles) on the same test images, an upper bound on its NLL.
 
     python benchmarks/density.py [--part flows|digits|all] [--flow-steps 2000]
-        [--steps 5000] [--families fvsbn,nade,made,vae]
+        [--steps 5000] [--families fvsbn,nade,made,pixelcnn,vae] [--set NAME=VALUE ...]
+
+``--set`` overrides a hyperparameter of every listed family that has it (to try settings
+against the defaults).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import time
 import numpy as np
 
 
-def digits(families: list[str], steps: int, seed: int) -> None:
+def digits(families: list[str], steps: int, seed: int, overrides: dict | None = None) -> None:
     import torch
 
     from ppdgm.data import load_data, split_validation
@@ -48,15 +51,26 @@ def digits(families: list[str], steps: int, seed: int) -> None:
         f"{'val NLL at end':>15} {'ms/step':>8}"
     )
     for name in families:
-        est = get_family(name)(seed=seed)
+        cls = get_family(name)
+        est = cls(
+            **{
+                **{k: v for k, v in (overrides or {}).items() if k in cls.param_defaults()},
+                "seed": seed,
+            }
+        )
+        x_train, x_val, x_test = data.x_train, data.x_val, data.x_test
+        if getattr(cls, "needs_images", False):  # PixelCNN: 1x8x8 images
+            x_train, x_val, x_test = (
+                x.reshape(len(x), *data.image_shape) for x in (x_train, x_val, x_test)
+            )
         start = time.perf_counter()
-        est.fit(data.x_train, num_steps=steps, batch_size=128, lr=1e-3, X_val=data.x_val)
+        est.fit(x_train, num_steps=steps, batch_size=128, lr=1e-3, X_val=x_val)
         per_step = 1000 * (time.perf_counter() - start) / steps
         if name == "vae":
-            nll = -float(np.mean(est.score_samples(data.x_test, num_particles=5000)))
+            nll = -float(np.mean(est.score_samples(x_test, num_particles=5000)))
             name += "*"
         else:
-            nll = -est.score(data.x_test)
+            nll = -est.score(x_test)
         val = est.history_["eval"]
         print(
             f"{name:<8} {nll:9.3f} {est.selected_step_:8d} {est.best_val_loss_:14.3f} "
@@ -174,13 +188,26 @@ def main() -> None:
     parser.add_argument("--part", choices=("flows", "digits", "all"), default="all")
     parser.add_argument("--flow-steps", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=5000)
-    parser.add_argument("--families", default="fvsbn,nade,made,vae")
+    parser.add_argument("--families", default="fvsbn,nade,made,pixelcnn,vae")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a hyperparameter (a Python literal) of the families that have it",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.part in ("flows", "all"):
         flows(args.flow_steps, args.seed)
     if args.part in ("digits", "all"):
-        digits(args.families.split(","), args.steps, args.seed)
+        import ast
+
+        overrides = {}
+        for item in args.set:
+            name, _, value = item.partition("=")
+            overrides[name] = ast.literal_eval(value)
+        digits(args.families.split(","), args.steps, args.seed, overrides)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ warnings.filterwarnings(
 )
 
 from . import errors  # noqa: E402
-from .estimators import FVSBN, MADE, MAF, NADE, NSF, VAE, PixelCNN, RealNVP  # noqa: E402
+from .estimators import FVSBN, MADE, MAF, NADE, NICE, NSF, VAE, PixelCNN, RealNVP  # noqa: E402
 from .train import Trainer  # noqa: E402
 
 __version__ = "0.1.0"
@@ -20,6 +20,7 @@ __all__ = [
     "FVSBN",
     "NADE",
     "MADE",
+    "NICE",
     "RealNVP",
     "MAF",
     "NSF",

@@ -18,6 +18,7 @@ TINY = {
     "fvsbn": {},
     "nade": {"hidden": 8},
     "made": {"hidden_dims": (16, 16), "num_orderings": 3},
+    "nice": {"num_transforms": 2, "hidden_dims": (8,)},
     "realnvp": {"num_transforms": 2, "hidden_dims": (8,)},
     "maf": {"num_transforms": 2, "hidden_dims": (8,)},
     "nsf": {"num_transforms": 2, "hidden_dims": (8,), "count_bins": 4},
@@ -165,7 +166,12 @@ def test_cli_train_sample_evaluate_end_to_end(family, tmp_path, capsys):
     assert cli.main(argv) == 0, capsys.readouterr().err
     for name in ("checkpoint.pt", "best.pt", "config.json", "metrics.json", "samples.png"):
         assert (out / name).is_file(), name
-    if family in ("realnvp", "maf", "nsf"):  # 2-D default data: the density next to the data
+    if family in (
+        "nice",
+        "realnvp",
+        "maf",
+        "nsf",
+    ):  # 2-D default data: the density next to the data
         assert load_data(cls.default_data).x_train.shape[1:] == (2,)
         assert (out / "density.png").is_file()
     metrics = json.loads((out / "metrics.json").read_text())

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from .._utils import check_int
 from ..errors import ConfigError
-from ..models.flows import Flow, maf_layers, nsf_layers, realnvp_layers
+from ..models.flows import Flow, maf_layers, nice_layers, nsf_layers, realnvp_layers
 from .base import ExactLikelihoodEstimator, check_hidden_dims, register
 
-__all__ = ["RealNVP", "MAF", "NSF"]
+__all__ = ["NICE", "RealNVP", "MAF", "NSF"]
 
 _COMMON_ARGS = """
         seed: seeds initialization, training and sampling.
@@ -53,6 +53,42 @@ class _VectorFlow(ExactLikelihoodEstimator):
                 path=folder / "density.png",
                 title=f"{type(self).__name__} density",
             )
+
+
+@register
+class NICE(_VectorFlow):
+    __doc__ = f"""NICE (Dinh et al., 2015): additive coupling layers and a diagonal scaling.
+
+    Each coupling layer adds to half of the dimensions an MLP of the other half (the halves
+    swap from one layer to the next); the couplings preserve volume, and a learned scale per
+    dimension at the end changes it. The first flow of the course, kept for teaching: Real NVP
+    adds the scale inside each coupling.
+
+    Args:
+        num_transforms: coupling layers.
+        hidden_dims: widths of each coupling network's hidden layers.{_COMMON_ARGS}"""
+
+    family = "nice"
+    summary = "NICE: additive coupling layers and a diagonal scaling, exact likelihood"
+
+    def __init__(
+        self,
+        *,
+        num_transforms: int = 4,
+        hidden_dims: tuple[int, ...] = (128, 128),
+        seed: int = 0,
+        device: str = "auto",
+        compile: bool = True,
+    ):
+        self.num_transforms = num_transforms
+        self.hidden_dims = hidden_dims
+        self.seed = seed
+        self.device = device
+        self.compile = compile
+        self._check_params()
+
+    def _layers(self, dim: int):
+        return nice_layers(dim, int(self.num_transforms), tuple(self.hidden_dims))
 
 
 @register

@@ -8,7 +8,11 @@ data) and marks each autoregressive layer as used in its inverse direction, so t
 density is the fast direction (one network pass per layer, as in MAF) and sampling the
 sequential one.
 
-References: Dinh, Sohl-Dickstein & Bengio (2017), "Density estimation using Real NVP";
+NICE's additive coupling and its diagonal scaling are written here (Pyro's couplings are
+affine).
+
+References: Dinh, Krueger & Bengio (2015), "NICE: Non-linear Independent Components
+Estimation"; Dinh, Sohl-Dickstein & Bengio (2017), "Density estimation using Real NVP";
 Papamakarios, Pavlakou & Murray (2017), "Masked Autoregressive Flow for Density Estimation";
 Durkan, Bekasov, Murray & Papamakarios (2019), "Neural Spline Flows".
 """
@@ -24,7 +28,16 @@ from pyro.nn import AutoRegressiveNN, DenseNN, PyroModule
 from torch import nn
 from torch.distributions import constraints
 
-__all__ = ["Flow", "PermuteLayer", "realnvp_layers", "maf_layers", "nsf_layers"]
+__all__ = [
+    "Flow",
+    "PermuteLayer",
+    "AdditiveCoupling",
+    "DiagonalScale",
+    "nice_layers",
+    "realnvp_layers",
+    "maf_layers",
+    "nsf_layers",
+]
 
 
 class PermuteLayer(TransformModule):
@@ -50,6 +63,54 @@ class PermuteLayer(TransformModule):
 
     def log_abs_det_jacobian(self, x, y):
         return x.new_zeros(x.shape[:-1])
+
+
+class AdditiveCoupling(TransformModule):
+    """NICE's coupling: ``y_1 = x_1``, ``y_2 = x_2 + t(x_1)`` with ``x_1`` the first ``split``
+    dimensions and ``t`` any network; volume preserving (``log |det J| = 0``)."""
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    bijective = True
+    volume_preserving = True
+
+    def __init__(self, split: int, net: nn.Module):
+        super().__init__(cache_size=1)
+        self.split = int(split)
+        self.net = net
+
+    def _call(self, x):
+        x1, x2 = x[..., : self.split], x[..., self.split :]
+        return torch.cat([x1, x2 + self.net(x1)], -1)
+
+    def _inverse(self, y):
+        y1, y2 = y[..., : self.split], y[..., self.split :]
+        return torch.cat([y1, y2 - self.net(y1)], -1)
+
+    def log_abs_det_jacobian(self, x, y):
+        return x.new_zeros(x.shape[:-1])
+
+
+class DiagonalScale(TransformModule):
+    """``y = exp(s) * x`` with a learned log-scale ``s`` per dimension (NICE's last layer, which
+    gives the volume-preserving couplings their change of volume); ``log |det J| = sum(s)``."""
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    bijective = True
+
+    def __init__(self, dim: int):
+        super().__init__(cache_size=1)
+        self.log_scale = nn.Parameter(torch.zeros(int(dim)))
+
+    def _call(self, x):
+        return x * self.log_scale.exp()
+
+    def _inverse(self, y):
+        return y * (-self.log_scale).exp()
+
+    def log_abs_det_jacobian(self, x, y):
+        return self.log_scale.sum().expand(x.shape[:-1])
 
 
 class Flow(PyroModule):
@@ -114,6 +175,19 @@ def _order(dim: int, i: int) -> torch.Tensor:
     that consecutive layers alternate (the reversal is also the permutation between coupling
     layers: the half a layer leaves unchanged is the half the next one transforms)."""
     return torch.arange(dim) if i % 2 == 0 else torch.arange(dim - 1, -1, -1)
+
+
+def nice_layers(dim: int, num_transforms: int, hidden_dims: tuple[int, ...]):
+    """NICE: additive coupling layers (halves swapped between layers), then a diagonal
+    scaling. Returns (layers, inverted)."""
+    layers = []
+    split = dim // 2
+    for i in range(num_transforms):
+        layers.append(AdditiveCoupling(split, DenseNN(split, list(hidden_dims), [dim - split])))
+        if i < num_transforms - 1:
+            layers.append(PermuteLayer(_order(dim, 1)))
+    layers.append(DiagonalScale(dim))
+    return layers, [False] * len(layers)
 
 
 def realnvp_layers(dim: int, num_transforms: int, hidden_dims: tuple[int, ...]):
