@@ -27,9 +27,10 @@ from ppdgm.inference.posterior import (
 BACKENDS = ["numpyro", "pyro"]
 
 
-def grouped(x, y=None, *, num_groups=5):
-    """(The tests pass num_groups=3, so a dropped keyword argument shows.) A latent in a plate, a multivariate latent with an event dim, a deterministic, a factor
-    and an observation in two nested plates."""
+def grouped(x, y=None, *, num_groups=5, offset=0.0):
+    """A latent in a plate, a multivariate latent with an event dim, a deterministic, a factor
+    and an observation in two nested plates. (The tests pass num_groups=3 and offset=0.5, so a
+    dropped keyword argument shows in the shapes and in the likelihood.)"""
     scale = pyro.sample("scale", dist.HalfNormal(2.0))
     with pyro.plate("groups", num_groups):
         loc = pyro.sample("loc", dist.Normal(0.0, 1.0))
@@ -38,11 +39,11 @@ def grouped(x, y=None, *, num_groups=5):
     pyro.factor("penalty", -0.5 * (w**2).sum())
     with pyro.plate("cols", x.shape[1], dim=-1):
         with pyro.plate("rows", x.shape[0], dim=-2):
-            pyro.sample("y", dist.Normal(x * w.sum() + shift[0], scale), obs=y)
+            pyro.sample("y", dist.Normal(x * w.sum() + shift[0] + offset, scale), obs=y)
 
 
 def _args(backend, x, y=None):
-    return as_backend_args((x, y), {"num_groups": 3}, backend)
+    return as_backend_args((x, y), {"num_groups": 3, "offset": 0.5}, backend)
 
 
 X = np.arange(8, dtype=float).reshape(4, 2) / 4
@@ -74,7 +75,7 @@ def test_model_sites_trace_at_initial_values_not_prior_draws(backend):
 
     seen = {}
 
-    def recording(x, y=None, *, num_groups=3):
+    def recording(x, y=None, *, num_groups=3, offset=0.0):
         s = pyro.sample("scale", dist.HalfNormal(2.0))
         seen["scale"] = float(s)
         with pyro.plate("groups", num_groups):
@@ -85,7 +86,7 @@ def test_model_sites_trace_at_initial_values_not_prior_draws(backend):
     # uniform in [-2, 2] on the unconstrained (log) scale
     assert np.exp(-2) <= seen["scale"] <= np.exp(2)
 
-    def improper(x, y=None, *, num_groups=3):
+    def improper(x, y=None, *, num_groups=3, offset=0.0):
         # a prior that cannot be sampled: tracing it must not try to
         seen["s"] = float(pyro.sample("s", dist.ImproperUniform(dist.constraints.positive, (), ())))
 
@@ -118,6 +119,28 @@ def test_init_strategy_gives_values_where_given():
 
     assert init_strategy("numpyro") is init_to_uniform
     assert init_strategy("numpyro", {}) is init_to_uniform
+
+
+def test_pyro_init_strategy_keeps_given_values_and_their_kinds():
+    import pyro as real_pyro
+    import pyro.distributions as pdist
+    import torch
+    from pyro.infer.autoguide.initialization import InitMessenger
+
+    def model():
+        real_pyro.sample("loc", pdist.Normal(torch.zeros(3), 1.0).to_event(1))
+        real_pyro.sample("k", pdist.Categorical(logits=torch.zeros(4)))
+        real_pyro.sample("free", pdist.Normal(0.0, 1.0))
+
+    given = {"loc": np.array([1.0, 2.0, 3.0]), "k": np.array(2)}
+    strategy = init_strategy("pyro", given)
+    with real_pyro.poutine.trace() as tr, InitMessenger(strategy):
+        model()
+    nodes = tr.trace.nodes
+    assert nodes["loc"]["value"].dtype == torch.get_default_dtype()  # not NumPy's float64
+    torch.testing.assert_close(nodes["loc"]["value"], torch.tensor([1.0, 2.0, 3.0]))
+    assert nodes["k"]["value"].dtype == torch.int64 and int(nodes["k"]["value"]) == 2
+    assert -2.0 <= float(nodes["free"]["value"]) <= 2.0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -155,7 +178,7 @@ def test_pointwise_log_likelihood_deterministic_and_predictive(backend):
     }
     det, ll, ppc = pointwise(grouped, draws, args, kwargs, sites, backend, seed=1)
     np.testing.assert_allclose(det["shift"], 2 * draws["loc"], rtol=1e-6)
-    mean = X[None] * draws["w"].sum(1)[:, None, None] + 2 * draws["loc"][:, :1, None]
+    mean = X[None] * draws["w"].sum(1)[:, None, None] + 2 * draws["loc"][:, :1, None] + 0.5
     expected = stats.norm(mean, draws["scale"][:, None, None]).logpdf(Y[None])
     np.testing.assert_allclose(ll["y"], expected, rtol=1e-5)
     np.testing.assert_allclose(ll["penalty"], -0.5 * (draws["w"] ** 2).sum(1), rtol=1e-5)
@@ -202,8 +225,19 @@ def test_site_dims_name_plates_only_where_they_index_the_batch(backend):
                 pyro.sample("s", dist.Normal(0.0, 1.0))
         pyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1), obs=x)
 
+    if backend == "pyro":  # a sequential plate (no dim) outside a vectorized one
+        inner = model
+
+        def model(x):
+            inner(x)
+            for i in pyro.plate("steps", 2):
+                with pyro.plate(f"cells_{i}", 3, dim=-1):
+                    pyro.sample(f"q_{i}", dist.Normal(0.0, 1.0))
+
     args, kwargs = as_backend_args((np.zeros(2),), {}, backend)
     sites, _ = model_sites(model, args, kwargs, backend)
+    if backend == "pyro":
+        assert sites["q_1"].dims == ["cells_1"]
     # a plate of size 1 names nothing
     assert sites["mv"].shape == (1, 4, 3) and sites["mv"].dims == ["mv_dim_0", "rows", "mv_dim_2"]
     assert sites["s"].dims == ["s_dim_0", "rows"] and sites["s"].plate_nesting == 2
@@ -388,11 +422,15 @@ def test_pointwise_keeps_integer_draws_and_the_default_dtype(backend):
 
     def mix(y=None):
         z = pyro.sample("z", dist.Categorical(logits=_zeros(backend, 3)))
-        pyro.sample("y", dist.Normal(_as(backend, locs)[z], 1.0), obs=y)
+        s = pyro.sample("s", dist.HalfNormal(1.0))
+        pyro.sample("y", dist.Normal(_as(backend, locs)[z], s), obs=y)
 
     args, kwargs = as_backend_args((np.array(0.5),), {}, backend)
     sites, _ = model_sites(mix, args, kwargs, backend)
-    draws = {"z": np.array([0, 1, 2, 1])}
+    # integer draws index an array; float64 draws (as NumPy gives them) become float32
+    draws = {"z": np.array([0, 1, 2, 1]), "s": np.array([1.0, 0.5, 2.0, 1.5])}
+    assert draws["s"].dtype == np.float64
     _, ll, _ = pointwise(mix, draws, args, kwargs, sites, backend, predict=[])
-    np.testing.assert_allclose(ll["y"], stats.norm(locs[draws["z"]], 1.0).logpdf(0.5), rtol=1e-5)
+    expected = stats.norm(locs[draws["z"]], draws["s"]).logpdf(0.5)
+    np.testing.assert_allclose(ll["y"], expected, rtol=1e-5)
     assert ll["y"].dtype == np.float32
