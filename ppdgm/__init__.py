@@ -10,7 +10,18 @@ warnings.filterwarnings(
 )
 
 from . import errors  # noqa: E402
-from .estimators import FVSBN, MADE, MAF, NADE, NICE, NSF, VAE, PixelCNN, RealNVP  # noqa: E402
+from .estimators import (  # noqa: E402
+    FVSBN,
+    MADE,
+    MAF,
+    NADE,
+    NICE,
+    NSF,
+    VAE,
+    Glow,
+    PixelCNN,
+    RealNVP,
+)
 from .train import Trainer  # noqa: E402
 
 __version__ = "0.1.0"
@@ -24,6 +35,7 @@ __all__ = [
     "RealNVP",
     "MAF",
     "NSF",
+    "Glow",
     "PixelCNN",
     "Trainer",
     "errors",

@@ -23,6 +23,7 @@ TINY = {
     "maf": {"num_transforms": 2, "hidden_dims": (8,)},
     "nsf": {"num_transforms": 2, "hidden_dims": (8,), "count_bins": 4},
     "pixelcnn": {"channels": 8, "num_layers": 2},
+    "glow": {"steps": 2, "hidden": 8},
 }
 FAMILIES = sorted(REGISTRY)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ppdgm import MAF, NICE, NSF, RealNVP
+from ppdgm import MAF, NICE, NSF, Glow, RealNVP
 from ppdgm.data import load_data
 from ppdgm.errors import ConfigError
 from ppdgm.models.flows import (
@@ -15,6 +15,15 @@ from ppdgm.models.flows import (
     nice_layers,
     nsf_layers,
     realnvp_layers,
+)
+from ppdgm.models.glow import (
+    ActNorm,
+    AffineCouplingConv,
+    GlowModel,
+    GlowNet,
+    InvertibleConv1x1,
+    squeeze,
+    unsqueeze,
 )
 from ppdgm.viz import density_grid
 
@@ -167,3 +176,111 @@ def test_flow_hyperparameters_are_checked():
         RealNVP(seed=0, device="cpu").fit(np.zeros((4, 1, 2, 2)), num_steps=1)
     with pytest.raises(ConfigError, match="needs at least 2 dimensions"):
         MAF(seed=0, device="cpu").fit(np.zeros((4, 1)), num_steps=1)
+
+
+# -- Glow ------------------------------------------------------------------------------------
+
+
+def _glow(shape, levels, seed=0, noise=0.1):
+    torch.manual_seed(seed)
+    model = GlowModel(GlowNet(shape, num_levels=levels, steps=2, hidden=8))
+    model.initialize(torch.randn(64, *shape) * 2 + 1)
+    with torch.no_grad():  # couplings start at the identity: move them off it
+        for p in model.parameters():
+            p.add_(noise * torch.randn_like(p))
+    return model
+
+
+GLOW_SHAPES = [((1, 8, 8), 2), ((3, 4, 4), 2), ((5, 1, 1), 1)]
+
+
+@pytest.mark.parametrize("shape, levels", GLOW_SHAPES, ids=["1x8x8", "3x4x4", "vector"])
+def test_glow_inverts_and_its_log_det_matches_autograd(shape, levels, float64):
+    model = _glow(shape, levels)
+    net = model.net
+    x = torch.randn(4, *shape) * 2 + 1
+    zs, logdet = net.encode(x)
+    assert sum(z[0].numel() for z in zs) == x[0].numel()  # every value goes to the base once
+    torch.testing.assert_close(net.decode([z.clone() for z in zs]), x, rtol=1e-9, atol=1e-9)
+    base = torch.distributions.Normal(0.0, 1.0)
+    lp = model.log_prob(x)
+    for i in range(len(x)):
+
+        def encode(v):
+            return torch.cat([z.flatten() for z in net.encode(v.reshape(1, *shape))[0]])
+
+        jac = torch.autograd.functional.jacobian(encode, x[i].flatten())
+        torch.testing.assert_close(logdet[i], torch.linalg.slogdet(jac)[1], rtol=1e-9, atol=1e-9)
+        expected = base.log_prob(encode(x[i])).sum() + torch.linalg.slogdet(jac)[1]
+        torch.testing.assert_close(lp[i], expected, rtol=1e-9, atol=1e-9)
+
+
+def test_glow_layers_each_invert_and_actnorm_starts_at_unit_variance(float64):
+    torch.manual_seed(0)
+    x = torch.randn(32, 4, 3, 3) * 3 + 2
+    act = ActNorm(4)
+    act.initialize(x)
+    z, _ = act.encode(x)
+    torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros(4), atol=1e-9, rtol=0)
+    torch.testing.assert_close(z.std((0, 2, 3)), torch.ones(4), atol=1e-9, rtol=0)
+    conv = InvertibleConv1x1(4)
+    assert torch.det(conv.weight()).abs().item() == pytest.approx(1.0)  # starts a rotation
+    coupling = AffineCouplingConv(4, 6)
+    z, ld = coupling.encode(x)
+    # the zero-initialized last layer: a constant scale sigmoid(2) on the second half
+    torch.testing.assert_close(z[:, :2], x[:, :2])
+    torch.testing.assert_close(z[:, 2:], x[:, 2:] * torch.sigmoid(torch.tensor(2.0)))
+    for layer in (act, conv, coupling):
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.add_(0.2 * torch.randn_like(p))
+        z, ld = layer.encode(x)
+        assert ld.shape == (32,)
+        torch.testing.assert_close(layer.decode(z.clone()), x, rtol=1e-9, atol=1e-9)
+    block = torch.arange(16.0).reshape(1, 1, 4, 4)
+    sq = squeeze(block)
+    assert sq.shape == (1, 4, 2, 2)
+    # channel k of the squeeze holds pixel (k // 2, k % 2) of each 2x2 block
+    assert sq[0, :, 0, 0].tolist() == [0.0, 1.0, 4.0, 5.0]
+    assert sq[0, 1, 1, 1].item() == 11.0
+    torch.testing.assert_close(unsqueeze(sq), block)
+
+
+def test_glow_two_dimensional_density_integrates_to_one(float64):
+    model = _glow((2, 1, 1), 1, seed=3, noise=0.05)
+    model.flat = True
+    torch.manual_seed(0)
+    pts = model.sample(2000).numpy()
+    xs, ys, grid = density_grid(np.concatenate([pts, [[-7, -7], [7, 7]]]), size=1000, margin=0.1)
+    with torch.no_grad():
+        density = model.log_prob(torch.as_tensor(grid)).exp().numpy()
+    area = (xs[1] - xs[0]) * (ys[1] - ys[0])
+    assert density.sum() * area == pytest.approx(1.0, abs=0.01)
+
+
+def test_glow_fits_images_and_vectors_and_refuses_bad_shapes():
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(64, 1, 8, 8)).astype(np.float32)
+    est = Glow(steps=1, hidden=8, seed=0, device="cpu").fit(images, num_steps=3)
+    assert est.sample(2).shape == (2, 1, 8, 8)
+    assert est.score_samples(images[:3]).shape == (3,)
+    params = est.trainer_.params
+    assert params and all(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
+    # ActNorm set from the data: the first one centres the squeezed pixels
+    first = est.model_.net.levels[0][0]
+    assert first.bias.abs().max() > 0 and first.log_scale.abs().max() > 0
+    with pytest.raises(ConfigError, match="2 levels need H and W divisible by 4"):
+        Glow(seed=0, device="cpu").fit(rng.normal(size=(8, 1, 6, 6)), num_steps=1)
+    with pytest.raises(ConfigError, match="steps must be a positive integer"):
+        Glow(steps=0)
+
+
+def test_glow_learns_eight_gaussians():
+    d = load_data("8gaussians")
+    est = Glow(steps=4, hidden=32, seed=0, device="cpu")
+    est.fit(d.x_train, num_steps=400, batch_size=256, lr=3e-3)
+    true = -float(np.mean(d.true_log_prob(d.x_test)))  # 1.13 nats
+    cov = np.cov(d.x_train.T)
+    gaussian = 0.5 * np.linalg.slogdet(2 * np.pi * np.e * cov)[1]  # 3.5 nats
+    nll = -est.score(d.x_test)
+    assert nll < true + 1.0 and nll < gaussian - 1.5, (nll, true, gaussian)

@@ -161,6 +161,21 @@ def test_model_errors_name_the_model_the_site_and_the_backend(backend):
         model_sites(fails_late, args, kwargs, backend)
     with pytest.raises(ModelError, match=r"fails_early failed before its first site when.*KeyErr"):
         model_sites(fails_early, args, kwargs, backend)
+
+    def fails_after_deterministic(x):
+        a = pyro.sample("a", dist.Normal(0.0, 1.0))
+        pyro.deterministic("twice", a * 2)
+        raise ValueError()  # no message
+
+    with pytest.raises(ModelError, match=r"after site 'twice' .* ValueError: $"):
+        model_sites(fails_after_deterministic, args, kwargs, backend)
+
+    class Failing:  # a callable object: no __qualname__
+        def __call__(self, x):
+            raise RuntimeError("boom")
+
+    with pytest.raises(ModelError, match=r"^the model Failing failed before .*RuntimeError: boom$"):
+        model_sites(Failing(), args, kwargs, backend)
     with pytest.raises(ConfigError, match=r"^the model has no latent sample sites to infer"):
         model_sites(lambda x: pyro.sample("x", dist.Normal(0.0, 1.0), obs=x), args, kwargs, backend)
 
@@ -223,6 +238,7 @@ def test_site_dims_name_plates_only_where_they_index_the_batch(backend):
                 # an event dim inside the plate: the plate names the batch axis only
                 pyro.sample("mv", dist.Normal(0.0, 1.0).expand([4, 3]).to_event(1))
                 pyro.sample("s", dist.Normal(0.0, 1.0))
+                pyro.factor("f", _zeros(backend, 4))  # a factor per row: shape (4,)
         pyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1), obs=x)
 
     if backend == "pyro":  # a sequential plate (no dim) outside a vectorized one
@@ -242,6 +258,7 @@ def test_site_dims_name_plates_only_where_they_index_the_batch(backend):
     assert sites["mv"].shape == (1, 4, 3) and sites["mv"].dims == ["mv_dim_0", "rows", "mv_dim_2"]
     assert sites["s"].dims == ["s_dim_0", "rows"] and sites["s"].plate_nesting == 2
     assert sites["x"].dims == ["x_dim_0"]
+    assert sites["f"].kind == "factor" and sites["f"].shape[-1] == 4
 
 
 def test_inference_data_layout_uses_plate_names():
@@ -414,6 +431,13 @@ def test_posterior_predictive_defaults_to_numpyro_and_predicts_the_missing_laten
         two, az.from_dict(posterior={"w": w}), x_new, backend="numpyro", seed=3
     )
     np.testing.assert_array_equal(same.posterior_predictive["y"], ppc["y"])
+    # an observed site (data given) is predicted too, afresh rather than copied
+    given = posterior_predictive(
+        two, az.from_dict(posterior={"w": w, "b": np.zeros((2, 3))}), x_new, np.zeros(2), seed=3
+    )
+    assert set(given.posterior_predictive.data_vars) == {"y"}
+    pred = given.posterior_predictive["y"].values
+    np.testing.assert_allclose(pred, w[..., :1] * x_new + w[..., 1:], atol=0.06)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -247,6 +247,10 @@ class Estimator:
     def _val_loss(self, x: torch.Tensor) -> float:
         raise NotImplementedError
 
+    def _data_init(self, x: torch.Tensor) -> None:
+        """Initialize from the training data before the first step (e.g. Glow's ActNorm); a
+        fit that resumes from a checkpoint then loads the checkpoint's parameters over it."""
+
     def _trainer_options(self) -> dict[str, Any]:
         """More :class:`~ppdgm.train.Trainer` arguments from the hyperparameters (e.g. the
         optimizer and its weight decay)."""
@@ -329,6 +333,7 @@ class Estimator:
         self._check_support(x, "X", settings)
         self._setup(tuple(x.shape[1:]), settings)
         x = torch.as_tensor(x, dtype=torch.float32, device=self.device_)
+        self._data_init(x)
         x_val = self._tensor(X_val, "X_val") if X_val is not None else None
         model, guide = self._programs()
         trainer = Trainer(

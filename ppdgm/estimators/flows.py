@@ -1,16 +1,19 @@
-"""Normalizing-flow families over vectors: exact likelihood, fitted by the exact negative
+"""Normalizing-flow families over vectors (and images, for Glow): exact likelihood, fitted by the exact negative
 log-likelihood through the one trainer, sampled by pushing base draws through the layers."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from .._utils import check_int
 from ..errors import ConfigError
 from ..models.flows import Flow, maf_layers, nice_layers, nsf_layers, realnvp_layers
+from ..models.glow import GlowModel, GlowNet
 from .base import ExactLikelihoodEstimator, check_hidden_dims, register
 
-__all__ = ["NICE", "RealNVP", "MAF", "NSF"]
+__all__ = ["NICE", "RealNVP", "MAF", "NSF", "Glow"]
 
 _COMMON_ARGS = """
         seed: seeds initialization, training and sampling.
@@ -225,3 +228,64 @@ class NSF(_VectorFlow):
             float(self.bound),
             self.kind,
         )
+
+
+@register
+class Glow(_VectorFlow):
+    __doc__ = f"""Glow (Kingma & Dhariwal, 2018): ActNorm, invertible 1x1 convolutions and
+    affine couplings, multi-scale, over images (N, C, H, W) or vectors (N, D).
+
+    Each level squeezes 2x2 blocks of pixels into channels, runs ``steps`` steps of flow
+    (ActNorm, 1x1 convolution, affine coupling with a conv net), and factors half of the
+    channels out to the base distribution (all but the last level). Vectors are 1x1 images
+    with D channels: one level, no squeeze, the 1x1 convolution a learned invertible linear
+    map. ActNorm is initialized from the first 512 training examples. See
+    :mod:`ppdgm.models.glow`.
+
+    Args:
+        num_levels: levels for images (H and W divisible by 2**num_levels).
+        steps: steps of flow per level.
+        hidden: channels (units) of each coupling net.{_COMMON_ARGS}"""
+
+    family = "glow"
+    summary = "Glow: ActNorm, invertible 1x1 convolutions, affine couplings, multi-scale"
+
+    def __init__(
+        self,
+        *,
+        num_levels: int = 2,
+        steps: int = 4,
+        hidden: int = 128,
+        seed: int = 0,
+        device: str = "auto",
+        compile: bool = True,
+    ):
+        self.num_levels = num_levels
+        self.steps = steps
+        self.hidden = hidden
+        self.seed = seed
+        self.device = device
+        self.compile = compile
+        self._check_params()
+
+    def _check_params(self) -> None:
+        ExactLikelihoodEstimator._check_params(self)
+        for name in ("num_levels", "steps", "hidden"):
+            check_int(name, getattr(self, name))
+
+    def _build(self, data_shape: tuple[int, ...]) -> None:
+        generator = torch.Generator().manual_seed(int(self.seed))
+        if len(data_shape) == 3:
+            shape, flat = tuple(data_shape), False
+        else:
+            shape, flat = (self._vector_dim(data_shape), 1, 1), True
+        try:
+            net = GlowNet(shape, int(self.num_levels), int(self.steps), int(self.hidden), generator)
+        except ValueError as e:
+            raise ConfigError(f"Glow: {e}") from None
+        self.model_ = GlowModel(net, flat=flat)
+
+    def _data_init(self, x: torch.Tensor) -> None:
+        with self._seeded():
+            rows = torch.randperm(len(x), device=x.device)[:512]
+        self.model_.initialize(x[rows])

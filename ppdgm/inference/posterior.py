@@ -72,6 +72,14 @@ def _dims(name: str, shape: tuple[int, ...], event_dim: int, frames) -> list[str
     return dims
 
 
+def _is_factor(fn, unit: type) -> bool:
+    """Whether a site's distribution is a factor's ``Unit``, also when a plate has wrapped it
+    (NumPyro expands a factor inside a plate into an ``ExpandedDistribution``)."""
+    while not isinstance(fn, unit) and hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return isinstance(fn, unit)
+
+
 def _classify(site: dict, backend: str) -> str | None:
     if backend == "numpyro":
         from numpyro.distributions import Unit
@@ -81,7 +89,7 @@ def _classify(site: dict, backend: str) -> str | None:
         if site["type"] != "sample":
             return None
         if site["is_observed"]:
-            return "factor" if isinstance(site["fn"], Unit) else "observed"
+            return "factor" if _is_factor(site["fn"], Unit) else "observed"
         return "latent"
     from pyro.distributions import Unit
 
@@ -90,7 +98,7 @@ def _classify(site: dict, backend: str) -> str | None:
     if site["infer"].get("_deterministic"):
         return "deterministic"
     if site["is_observed"]:
-        return "factor" if isinstance(site["fn"], Unit) else "observed"
+        return "factor" if _is_factor(site["fn"], Unit) else "observed"
     return "latent"
 
 
@@ -267,7 +275,7 @@ def _numpyro_pointwise(model, draws, args, kwargs, sites, seed, predict):
 
     class Unobserve(Messenger):
         def process_message(self, msg):
-            if msg["type"] == "sample" and msg["is_observed"] and not isinstance(msg["fn"], Unit):
+            if msg["type"] == "sample" and msg["is_observed"] and not _is_factor(msg["fn"], Unit):
                 msg["value"] = None
                 msg["is_observed"] = False
 
@@ -328,7 +336,7 @@ def _pyro_pointwise(model, draws, args, kwargs, sites, seed, predict):
             if (
                 msg["is_observed"]
                 and not msg["infer"].get("_deterministic")
-                and not isinstance(msg["fn"], Unit)
+                and not _is_factor(msg["fn"], Unit)
             ):
                 msg["is_observed"] = False
                 msg["value"] = None
