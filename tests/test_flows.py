@@ -261,7 +261,7 @@ def test_glow_two_dimensional_density_integrates_to_one(float64):
 def test_glow_fits_images_and_vectors_and_refuses_bad_shapes():
     rng = np.random.default_rng(0)
     images = rng.normal(size=(64, 1, 8, 8)).astype(np.float32)
-    est = Glow(steps=1, hidden=8, seed=0, device="cpu").fit(images, num_steps=3)
+    est = Glow(steps_per_level=1, hidden=8, seed=0, device="cpu").fit(images, num_steps=3)
     assert est.sample(2).shape == (2, 1, 8, 8)
     assert est.score_samples(images[:3]).shape == (3,)
     params = est.trainer_.params
@@ -271,13 +271,13 @@ def test_glow_fits_images_and_vectors_and_refuses_bad_shapes():
     assert first.bias.abs().max() > 0 and first.log_scale.abs().max() > 0
     with pytest.raises(ConfigError, match="2 levels need H and W divisible by 4"):
         Glow(seed=0, device="cpu").fit(rng.normal(size=(8, 1, 6, 6)), num_steps=1)
-    with pytest.raises(ConfigError, match="steps must be a positive integer"):
-        Glow(steps=0)
+    with pytest.raises(ConfigError, match="steps_per_level must be a positive integer"):
+        Glow(steps_per_level=0)
 
 
 def test_glow_learns_eight_gaussians():
     d = load_data("8gaussians")
-    est = Glow(steps=4, hidden=64, seed=0, device="cpu")
+    est = Glow(steps_per_level=4, hidden=64, seed=0, device="cpu")
     est.fit(d.x_train, num_steps=400, batch_size=256, lr=3e-3)
     cov = np.cov(d.x_train.T)
     gaussian = 0.5 * np.linalg.slogdet(2 * np.pi * np.e * cov)[1]  # 3.5 nats; the truth 1.13

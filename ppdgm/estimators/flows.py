@@ -235,7 +235,7 @@ class Glow(_VectorFlow):
     __doc__ = f"""Glow (Kingma & Dhariwal, 2018): ActNorm, invertible 1x1 convolutions and
     affine couplings, multi-scale, over images (N, C, H, W) or vectors (N, D).
 
-    Each level squeezes 2x2 blocks of pixels into channels, runs ``steps`` steps of flow
+    Each level squeezes 2x2 blocks of pixels into channels, runs ``steps_per_level`` steps of flow
     (ActNorm, 1x1 convolution, affine coupling with a conv net), and factors half of the
     channels out to the base distribution (all but the last level). Vectors are 1x1 images
     with D channels: one level, no squeeze, the 1x1 convolution a learned invertible linear
@@ -244,7 +244,7 @@ class Glow(_VectorFlow):
 
     Args:
         num_levels: levels for images (H and W divisible by 2**num_levels).
-        steps: steps of flow per level.
+        steps_per_level: steps of flow per level.
         hidden: channels (units) of each coupling net.{_COMMON_ARGS}"""
 
     family = "glow"
@@ -254,14 +254,14 @@ class Glow(_VectorFlow):
         self,
         *,
         num_levels: int = 2,
-        steps: int = 4,
+        steps_per_level: int = 4,
         hidden: int = 128,
         seed: int = 0,
         device: str = "auto",
         compile: bool = True,
     ):
         self.num_levels = num_levels
-        self.steps = steps
+        self.steps_per_level = steps_per_level
         self.hidden = hidden
         self.seed = seed
         self.device = device
@@ -270,7 +270,7 @@ class Glow(_VectorFlow):
 
     def _check_params(self) -> None:
         ExactLikelihoodEstimator._check_params(self)
-        for name in ("num_levels", "steps", "hidden"):
+        for name in ("num_levels", "steps_per_level", "hidden"):
             check_int(name, getattr(self, name))
 
     def _build(self, data_shape: tuple[int, ...]) -> None:
@@ -280,7 +280,9 @@ class Glow(_VectorFlow):
         else:
             shape, flat = (self._vector_dim(data_shape), 1, 1), True
         try:
-            net = GlowNet(shape, int(self.num_levels), int(self.steps), int(self.hidden), generator)
+            net = GlowNet(
+                shape, int(self.num_levels), int(self.steps_per_level), int(self.hidden), generator
+            )
         except ValueError as e:
             raise ConfigError(f"Glow: {e}") from None
         self.model_ = GlowModel(net, flat=flat)
