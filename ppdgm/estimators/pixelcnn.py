@@ -57,7 +57,7 @@ class PixelCNN(ExactLikelihoodEstimator):
         self,
         *,
         gated: bool = True,
-        channels: int = 64,
+        channels: int = 32,
         num_layers: int = 6,
         kernel_size: int = 3,
         dropout: float = 0.0,
