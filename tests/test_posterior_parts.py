@@ -298,6 +298,8 @@ def test_inference_data_layout_uses_plate_names():
     assert post.attrs["backend"] == "numpyro"
     assert idata.log_likelihood["y"].dims == ("chain", "draw", "rows", "cols")
     assert idata.log_likelihood["v"].dims == ("chain", "draw", "rows")  # event dim dropped
+    np.testing.assert_array_equal(idata.constant_data["x"].values, np.arange(4.0))
+    np.testing.assert_array_equal(idata.observed_data["y"].values, np.ones((4, 2)))
     # a shape that does not fit the site's dims falls back to numbered names
     assert idata.posterior_predictive["w"].dims == ("chain", "draw", "w_dim_0")
     assert idata.posterior_predictive["w"].shape == (c, d, 7)
@@ -325,6 +327,8 @@ def test_constant_arguments_are_the_numeric_arrays_that_are_not_observed():
     np.testing.assert_array_equal(out["x"], x)
     assert out["group"].dtype.kind == "i"
     assert constant_arguments(model, (None, np.array(["a"])), {}, set()) == {}
+    # only arrays (values with a shape) count: a list or a tuple of numbers is left out
+    assert constant_arguments(model, ([1.0, 2.0], (0, 1)), {}, set()) == {}
     # a callable whose signature cannot be read falls back to its keyword arguments
     out = constant_arguments(print, (np.ones(2),), {"w": np.ones(3), "y": np.ones(3)}, {"y"})
     assert list(out) == ["w"]
