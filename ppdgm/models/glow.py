@@ -188,6 +188,8 @@ class GlowNet(nn.Module):
             )
         kernel = 3 if self.squeezes else 1
         self.levels = nn.ModuleList()
+        #: the shape of each level's base variables, in the order :meth:`encode` returns them
+        self.base_shapes: list[tuple[int, int, int]] = []
         for level in range(num_levels if self.squeezes else 1):
             if self.squeezes:
                 c, h, w = 4 * c, h // 2, w // 2
@@ -198,7 +200,9 @@ class GlowNet(nn.Module):
                 layers.append(AffineCouplingConv(c, hidden, kernel))
             self.levels.append(layers)
             if level < num_levels - 1 and self.squeezes:
-                c = c - c // 2  # the kept half; the other half is factored out
+                self.base_shapes.append((c // 2, h, w))  # the factored-out half
+                c = c - c // 2  # the kept half
+        self.base_shapes.append((c, h, w))
         #: set by :meth:`GlowModel.initialize`: the next encoding initializes every ActNorm
         self.pending_init = False
 
@@ -238,16 +242,6 @@ class GlowNet(nn.Module):
                 h = unsqueeze(h)
         return h
 
-    def base_shapes(self) -> list[tuple[int, int, int]]:
-        """The shape of each level's base variables (from an encoding of zeros)."""
-        with torch.no_grad():
-            pending, self.pending_init = self.pending_init, False
-            try:
-                zs, _ = self.encode(torch.zeros(1, *self.shape, device=self._device()))
-            finally:
-                self.pending_init = pending
-        return [tuple(z.shape[1:]) for z in zs]
-
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
@@ -275,7 +269,7 @@ class _GlowDistribution(TorchDistribution):
     def sample(self, sample_shape=torch.Size()):
         n = int(math.prod(sample_shape))
         device = self.net._device()
-        zs = [torch.randn(n, *s, device=device) for s in self.net.base_shapes()]
+        zs = [torch.randn(n, *s, device=device) for s in self.net.base_shapes]
         with torch.no_grad():
             return self.net.decode(zs).reshape(*sample_shape, *self.net.shape)
 
