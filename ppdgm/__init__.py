@@ -11,6 +11,7 @@ warnings.filterwarnings(
 
 from . import errors  # noqa: E402
 from .estimators import (  # noqa: E402
+    CNF,
     FVSBN,
     MADE,
     MAF,
@@ -36,6 +37,7 @@ __all__ = [
     "MAF",
     "NSF",
     "Glow",
+    "CNF",
     "PixelCNN",
     "Trainer",
     "errors",

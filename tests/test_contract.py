@@ -24,6 +24,7 @@ TINY = {
     "nsf": {"num_transforms": 2, "hidden_dims": (8,), "count_bins": 4},
     "pixelcnn": {"channels": 8, "num_layers": 2},
     "glow": {"steps_per_level": 2, "hidden": 8},
+    "cnf": {"hidden_dims": (8,), "solver": "rk4", "step_size": 0.5},
 }
 FAMILIES = sorted(REGISTRY)
 

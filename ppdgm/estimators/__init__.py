@@ -4,7 +4,7 @@ and builds each family's options from its constructor (see :mod:`ppdgm.estimator
 
 from .autoregressive import FVSBN, MADE, NADE
 from .base import REGISTRY, Estimator, get_family, load_estimator, register
-from .flows import MAF, NICE, NSF, Glow, RealNVP
+from .flows import CNF, MAF, NICE, NSF, Glow, RealNVP
 from .pixelcnn import PixelCNN
 from .vae import VAE
 
@@ -24,4 +24,5 @@ __all__ = [
     "MAF",
     "NSF",
     "Glow",
+    "CNF",
 ]
