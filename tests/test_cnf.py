@@ -148,3 +148,14 @@ def test_cnf_checks_its_hyperparameters_and_input():
         ContinuousFlow(2, solver="rk5")
     with pytest.raises(ValueError, match="expected vectors of 2 dimensions"):
         ContinuousFlow(2).log_prob(torch.zeros(3, 4))
+
+
+def test_validation_uses_the_exact_trace_in_any_dimension():
+    # in 3-D the training steps use Hutchinson's estimate; the validation loss that picks the
+    # best step is the exact one, the same figure that score_samples gives afterwards
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    est = CNF(hidden_dims=(8,), solver="rk4", step_size=0.5, seed=0, device="cpu")
+    est.fit(x[:48], num_steps=4, batch_size=16, lr=1e-2, X_val=x[48:], eval_every=1)
+    assert est.model_.trace == "auto" and not est.model_.training
+    assert est.selected_step_ == est.best_step_
+    assert est.best_val_loss_ == pytest.approx(-est.score(x[48:]), rel=1e-5)

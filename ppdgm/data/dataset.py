@@ -208,7 +208,7 @@ def check_likelihood_support(x: np.ndarray, likelihood: str, source: str, num_bi
                 f"{x[tuple(i)]} at row {int(i[0])}; binarize the data (e.g. --data digits-binary) "
                 "or choose another likelihood"
             )
-    elif likelihood in ("discretized_logistic", "categorical"):
+    elif likelihood in ("discretized_logistic", "categorical", "dequantized"):
         bad = (x < 0) | (x != np.round(x))
         if num_bins is not None:
             bad |= x > num_bins - 1

@@ -524,8 +524,11 @@ class ExactLikelihoodEstimator(Estimator):
 
     @torch.no_grad()
     def score_samples(self, X) -> np.ndarray:
-        """Exact log p(x) per example, in nats; shape (N,)."""
-        return self.model_.log_prob(self._tensor(X)).cpu().numpy()
+        """Exact log p(x) per example, in nats; shape (N,). (A model with a latent variable,
+        such as a dequantized flow, gives a seeded lower bound and says so.)"""
+        x = self._tensor(X)
+        with self._seeded():
+            return self.model_.log_prob(x).cpu().numpy()
 
     def sample(self, num_samples: int, *, seed: int | None = None) -> np.ndarray:
         """Draw ``num_samples`` examples from the model; shape (num_samples, *data shape)."""

@@ -3,12 +3,17 @@ log-likelihood through the one trainer, sampled by pushing base draws through th
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from .._utils import check_int
+from ..data.dataset import check_likelihood_support
 from ..errors import ConfigError
+from ..models.dequantize import Dequantized
 from ..models.cnf import ADAPTIVE_SOLVERS, FIXED_SOLVERS, ContinuousFlow
 from ..models.flows import Flow, maf_layers, nice_layers, nsf_layers, realnvp_layers
 from ..models.glow import GlowModel, GlowNet
@@ -17,12 +22,16 @@ from .base import ExactLikelihoodEstimator, check_hidden_dims, register
 __all__ = ["NICE", "RealNVP", "MAF", "NSF", "Glow", "CNF"]
 
 _COMMON_ARGS = """
+        dequantize: for integer data (pixels at K levels): ``uniform`` or ``variational``
+            dequantization (the flow models x + u, u in [0, 1)^D; scores are then a lower
+            bound on log P(x)), ``none``, or ``auto`` (uniform for integer data, none else).
         seed: seeds initialization, training and sampling.
         device: ``auto``, ``cpu`` or ``cuda``.
         compile: trace the training step into a graph (see :class:`~ppdgm.train.Trainer`).
 
     Attributes:
-        model_: the fitted :class:`~ppdgm.models.flows.Flow`.
+        model_: the fitted :class:`~ppdgm.models.flows.Flow` (inside a
+            :class:`~ppdgm.models.dequantize.Dequantized` for dequantized data).
 """
 
 
@@ -30,16 +39,58 @@ class _VectorFlow(ExactLikelihoodEstimator):
     """Shared parts of the flows over vectors (N, D)."""
 
     default_data = "8gaussians"
+    choices = {"dequantize": ("auto", "none", "uniform", "variational")}
 
     def _check_params(self) -> None:
         super()._check_params()
         check_int("num_transforms", self.num_transforms)
         check_hidden_dims(self.hidden_dims)
 
-    def _build(self, data_shape: tuple[int, ...]) -> None:
+    # -- dequantization of integer data ----------------------------------------------------------
+    def _settings(self, x: np.ndarray) -> dict[str, Any]:
+        """``num_levels`` (K = the largest value + 1) and the ``dequantize`` kind when the
+        flow dequantizes these data (integer data unless ``dequantize="none"``)."""
+        integer = bool(np.all(x >= 0) and np.all(x == np.round(x)))
+        kind = self.dequantize
+        if kind == "auto":
+            kind = "uniform" if integer else "none"
+        if kind == "none":
+            if integer:
+                warnings.warn(
+                    f"{type(self).__name__}: the data are integers and dequantize='none': a "
+                    "density on a grid of points is unbounded (use dequantize='uniform')",
+                    stacklevel=3,
+                )
+            return {}
+        return {"num_levels": max(2, int(x.max()) + 1), "dequantize": kind}
+
+    def _check_support(self, x: np.ndarray, source: str, settings: dict[str, Any]) -> None:
+        if settings.get("num_levels"):
+            check_likelihood_support(x, "dequantized", source, settings["num_levels"])
+
+    def _build(self, data_shape: tuple[int, ...], num_levels=None, dequantize=None) -> None:
+        flow = self._flow(tuple(data_shape))
+        if num_levels:
+            self.model_ = Dequantized(flow, num_levels, data_shape, kind=dequantize)
+        else:
+            self.model_ = flow
+
+    def _programs(self):
+        if isinstance(self.model_, Dequantized):
+            return self.model_.model, self.model_.guide
+        return super()._programs()
+
+    def _objective(self):
+        if isinstance(self.model_, Dequantized):
+            from ..inference import ELBO
+
+            return ELBO()
+        return super()._objective()
+
+    def _flow(self, data_shape: tuple[int, ...]) -> torch.nn.Module:
         dim = self._vector_dim(data_shape)
         layers, inverted = self._layers(dim)
-        self.model_ = Flow(layers, dim, inverted)
+        return Flow(layers, dim, inverted)
 
     def _layers(self, dim: int):
         raise NotImplementedError
@@ -48,7 +99,7 @@ class _VectorFlow(ExactLikelihoodEstimator):
         """Samples and curves; for 2-D data also the learned density next to the data
         (``density.png``)."""
         super().plot_figures(data, folder, seed)
-        if self.data_shape_ == (2,):
+        if self.data_shape_ == (2,) and not self.settings_.get("num_levels"):
             from .. import viz
 
             viz.plot_density_2d(
@@ -80,12 +131,14 @@ class NICE(_VectorFlow):
         *,
         num_transforms: int = 4,
         hidden_dims: tuple[int, ...] = (128, 128),
+        dequantize: str = "auto",
         seed: int = 0,
         device: str = "auto",
         compile: bool = True,
     ):
         self.num_transforms = num_transforms
         self.hidden_dims = hidden_dims
+        self.dequantize = dequantize
         self.seed = seed
         self.device = device
         self.compile = compile
@@ -115,12 +168,14 @@ class RealNVP(_VectorFlow):
         *,
         num_transforms: int = 6,
         hidden_dims: tuple[int, ...] = (128, 128),
+        dequantize: str = "auto",
         seed: int = 0,
         device: str = "auto",
         compile: bool = True,
     ):
         self.num_transforms = num_transforms
         self.hidden_dims = hidden_dims
+        self.dequantize = dequantize
         self.seed = seed
         self.device = device
         self.compile = compile
@@ -150,12 +205,14 @@ class MAF(_VectorFlow):
         *,
         num_transforms: int = 5,
         hidden_dims: tuple[int, ...] = (128, 128),
+        dequantize: str = "auto",
         seed: int = 0,
         device: str = "auto",
         compile: bool = True,
     ):
         self.num_transforms = num_transforms
         self.hidden_dims = hidden_dims
+        self.dequantize = dequantize
         self.seed = seed
         self.device = device
         self.compile = compile
@@ -179,6 +236,9 @@ class NSF(_VectorFlow):
         hidden_dims: widths of each network's hidden layers.
         count_bins: the spline's segments.
         bound: the half-width of the interval the splines act on.
+        dequantize: for integer data (pixels at K levels): ``uniform`` or ``variational``
+            dequantization (the flow models x + u, u in [0, 1)^D; scores are then a lower
+            bound on log P(x)), ``none``, or ``auto`` (uniform for integer data, none else).
         seed: seeds initialization, training and sampling.
         device: ``auto``, ``cpu`` or ``cuda``.
         compile: trace the training step into a graph; off by default, as Pyro's spline
@@ -190,7 +250,7 @@ class NSF(_VectorFlow):
 
     family = "nsf"
     summary = "neural spline flow: rational-quadratic spline layers, exact likelihood"
-    choices = {"kind": ("coupling", "autoregressive")}
+    choices = {**_VectorFlow.choices, "kind": ("coupling", "autoregressive")}
 
     def __init__(
         self,
@@ -200,6 +260,7 @@ class NSF(_VectorFlow):
         hidden_dims: tuple[int, ...] = (128, 128),
         count_bins: int = 16,
         bound: float = 4.0,
+        dequantize: str = "auto",
         seed: int = 0,
         device: str = "auto",
         compile: bool = False,
@@ -209,6 +270,7 @@ class NSF(_VectorFlow):
         self.hidden_dims = hidden_dims
         self.count_bins = count_bins
         self.bound = bound
+        self.dequantize = dequantize
         self.seed = seed
         self.device = device
         self.compile = compile
@@ -257,6 +319,7 @@ class Glow(_VectorFlow):
         num_levels: int = 2,
         steps_per_level: int = 4,
         hidden: int = 128,
+        dequantize: str = "auto",
         seed: int = 0,
         device: str = "auto",
         compile: bool = True,
@@ -264,6 +327,7 @@ class Glow(_VectorFlow):
         self.num_levels = num_levels
         self.steps_per_level = steps_per_level
         self.hidden = hidden
+        self.dequantize = dequantize
         self.seed = seed
         self.device = device
         self.compile = compile
@@ -274,7 +338,7 @@ class Glow(_VectorFlow):
         for name in ("num_levels", "steps_per_level", "hidden"):
             check_int(name, getattr(self, name))
 
-    def _build(self, data_shape: tuple[int, ...]) -> None:
+    def _flow(self, data_shape: tuple[int, ...]) -> torch.nn.Module:
         generator = torch.Generator().manual_seed(int(self.seed))
         if len(data_shape) == 3:
             shape, flat = tuple(data_shape), False
@@ -286,7 +350,7 @@ class Glow(_VectorFlow):
             )
         except ValueError as e:
             raise ConfigError(f"Glow: {e}") from None
-        self.model_ = GlowModel(net, flat=flat)
+        return GlowModel(net, flat=flat)
 
     def _data_init(self, x: torch.Tensor) -> None:
         with self._seeded():
@@ -315,6 +379,9 @@ class CNF(_VectorFlow):
             ``dopri8``) or fixed-step (``rk4``, ``midpoint``, ``euler``).
         tol: relative and absolute tolerance of an adaptive solver.
         step_size: the step of a fixed-step solver, as a fraction of the unit time.
+        dequantize: for integer data (pixels at K levels): ``uniform`` or ``variational``
+            dequantization (the flow models x + u, u in [0, 1)^D; scores are then a lower
+            bound on log P(x)), ``none``, or ``auto`` (uniform for integer data, none else).
         seed: seeds initialization, training and sampling.
         device: ``auto``, ``cpu`` or ``cuda``.
         compile: off by default: an adaptive solver's step count depends on the values, so the
@@ -327,6 +394,7 @@ class CNF(_VectorFlow):
     family = "cnf"
     summary = "continuous normalizing flow (FFJORD): an ODE, exact or Hutchinson trace"
     choices = {
+        **_VectorFlow.choices,
         "activation": ("tanh", "softplus"),
         "trace": ("auto", "exact", "hutchinson"),
         "solver": ADAPTIVE_SOLVERS + FIXED_SOLVERS,
@@ -341,6 +409,7 @@ class CNF(_VectorFlow):
         solver: str = "dopri5",
         tol: float = 1e-5,
         step_size: float = 0.1,
+        dequantize: str = "auto",
         seed: int = 0,
         device: str = "auto",
         compile: bool = False,
@@ -351,6 +420,7 @@ class CNF(_VectorFlow):
         self.solver = solver
         self.tol = tol
         self.step_size = step_size
+        self.dequantize = dequantize
         self.seed = seed
         self.device = device
         self.compile = compile
@@ -366,8 +436,8 @@ class CNF(_VectorFlow):
             ):
                 raise ConfigError(f"{name} must be a number in (0, 1], got {value!r}")
 
-    def _build(self, data_shape: tuple[int, ...]) -> None:
-        self.model_ = ContinuousFlow(
+    def _flow(self, data_shape: tuple[int, ...]) -> torch.nn.Module:
+        return ContinuousFlow(
             self._vector_dim(data_shape),
             tuple(self.hidden_dims),
             activation=self.activation,
@@ -376,12 +446,3 @@ class CNF(_VectorFlow):
             tol=float(self.tol),
             step_size=float(self.step_size),
         )
-
-    def _val_loss(self, x: torch.Tensor) -> float:
-        """The exact negative log-likelihood (evaluation mode: exact trace)."""
-        was_training = self.model_.training
-        self.model_.eval()
-        try:
-            return super()._val_loss(x)
-        finally:
-            self.model_.train(was_training)
