@@ -62,6 +62,9 @@ def test_uniform_bound_and_its_importance_weighted_estimate_against_the_integral
 
 def test_variational_bound_against_the_integral_under_q(float64):
     deq = Dequantized(_flow(1), K, (2,), kind="variational", hidden=8)
+    fresh = deq._posterior(GRID).base_dist.base_dist  # sigmoid(N(0, 1)) for every x at first
+    torch.testing.assert_close(fresh.loc, torch.zeros(9, 2))
+    torch.testing.assert_close(fresh.scale, torch.ones(9, 2))
     torch.manual_seed(0)
     with torch.no_grad():  # a non-uniform q(u | x)
         for p in deq.encoder.parameters():

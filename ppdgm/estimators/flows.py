@@ -13,8 +13,8 @@ import torch
 from .._utils import check_int
 from ..data.dataset import check_likelihood_support
 from ..errors import ConfigError
-from ..models.dequantize import Dequantized
 from ..models.cnf import ADAPTIVE_SOLVERS, FIXED_SOLVERS, ContinuousFlow
+from ..models.dequantize import Dequantized
 from ..models.flows import Flow, maf_layers, nice_layers, nsf_layers, realnvp_layers
 from ..models.glow import GlowModel, GlowNet
 from .base import ExactLikelihoodEstimator, check_hidden_dims, register

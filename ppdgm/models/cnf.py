@@ -49,7 +49,9 @@ class ODENet(nn.Module):
     def __init__(self, dim: int, hidden_dims: tuple[int, ...], activation: str = "tanh"):
         super().__init__()
         widths = [int(dim), *map(int, hidden_dims)]
-        self.layers = nn.ModuleList(nn.Linear(w + 1, v) for w, v in zip(widths, widths[1:]))
+        self.layers = nn.ModuleList(
+            nn.Linear(w + 1, v) for w, v in zip(widths[:-1], widths[1:], strict=True)
+        )
         self.out = nn.Linear(widths[-1] + 1, int(dim))
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -210,7 +212,9 @@ class ContinuousFlow(PyroModule):
         """log p(x) per row of ``x`` (N, D), in nats: exact up to the solver's tolerance in
         evaluation mode (Hutchinson's unbiased estimate while training, per ``trace``)."""
         if x.shape[-1] != self.dim:
-            raise ValueError(f"expected vectors of {self.dim} dimensions, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"expected vectors of {self.dim} dimensions, got shape {tuple(x.shape)}"
+            )
         batch = x.shape[:-1]
         x = x.reshape(-1, self.dim)
         noise = None
