@@ -155,7 +155,7 @@ def family_options(cls) -> list[_Option]:
         text = docs.get(name, "").replace("``", "")
         kwargs: dict[str, Any] = {"default": default, "help": text}
         if name in cls.choices:
-            kwargs["choices"] = list(cls.choices[name])
+            kwargs["choices"] = [c for c in cls.choices[name] if c is not None]
         elif isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         elif isinstance(default, tuple):

@@ -15,8 +15,9 @@ from ..data import check_likelihood_support
 from ..errors import ConfigError
 from ..evaluation import elbo as elbo_per_example
 from ..evaluation import iwae_bound
-from ..guides import AmortizedNormalGuide
+from ..guides import AmortizedIAFGuide, AmortizedNormalGuide
 from ..inference import ELBO, IWAE
+from ..models.flows import Flow, maf_layers
 from ..models.likelihoods import LIKELIHOODS, make_likelihood
 from ..models.vae import VAEModel
 from ..nn import MLP, ConvDecoder, ConvEncoder
@@ -54,6 +55,11 @@ class VAE(Estimator):
         objective: ``elbo`` (closed-form KL) or ``iwae`` (importance weighted, ``num_particles``).
         num_particles: particles of the training objective.
         activation: hidden activation.
+        prior: ``normal`` (N(0, I)) or ``flow`` (a learned MAF prior over z: ``num_flows``
+            layers on a standard normal).
+        guide_flow: ``none`` or None (a diagonal Normal q(z | x)) or ``iaf`` (that Normal pushed
+            through ``num_flows`` inverse autoregressive layers conditioned on x).
+        num_flows: layers of the flow prior and of the IAF guide.
         seed: seeds initialization, training and sampling.
         device: ``auto``, ``cpu`` or ``cuda``.
         compile: trace the training step into a graph (see :class:`~ppdgm.train.Trainer`).
@@ -78,6 +84,8 @@ class VAE(Estimator):
         "likelihood": (*LIKELIHOODS, "auto"),
         "arch": ARCHS,
         "objective": OBJECTIVES,
+        "prior": ("normal", "flow"),
+        "guide_flow": ("none", "iaf", None),
     }
     cli_defaults = {"likelihood": "auto"}
 
@@ -94,6 +102,9 @@ class VAE(Estimator):
         objective: str = "elbo",
         num_particles: int = 1,
         activation: str = "relu",
+        prior: str = "normal",
+        guide_flow: str = "none",
+        num_flows: int = 2,
         seed: int = 0,
         device: str = "auto",
         compile: bool = True,
@@ -108,6 +119,9 @@ class VAE(Estimator):
         self.objective = objective
         self.num_particles = num_particles
         self.activation = activation
+        self.prior = prior
+        self.guide_flow = guide_flow
+        self.num_flows = num_flows
         self.seed = seed
         self.device = device
         self.compile = compile
@@ -122,6 +136,9 @@ class VAE(Estimator):
         check_int("num_particles", self.num_particles)
         if self.num_bins is not None:
             check_int("num_bins", self.num_bins)
+        check_int("num_flows", self.num_flows)
+        if self.prior == "flow" and self.latent_dim < 2:
+            raise ConfigError("prior='flow' needs latent_dim >= 2 (an autoregressive flow)")
 
     # -- the family's part -----------------------------------------------------------------
     def _settings(self, x: np.ndarray) -> dict[str, Any]:
@@ -179,14 +196,24 @@ class VAE(Estimator):
                 self.latent_dim, tuple(reversed(self.hidden_dims)), k * dims, self.activation
             )
         input_scale = 1.0 / (num_bins - 1) if likelihood == "discretized_logistic" else 1.0
-        self.model_ = VAEModel(decoder, self.latent_dim, lik, data_shape, beta=self.beta)
-        self.guide_ = AmortizedNormalGuide(
-            encoder,
-            self.latent_dim,
-            input_scale=input_scale,
-            beta=self.beta,
-            flatten_dims=len(data_shape) if arch == "mlp" else 0,
+        prior_flow = None
+        if self.prior == "flow":
+            layers, inverted = maf_layers(self.latent_dim, int(self.num_flows), (64, 64))
+            prior_flow = Flow(layers, self.latent_dim, inverted)
+        self.model_ = VAEModel(
+            decoder, self.latent_dim, lik, data_shape, beta=self.beta, prior_flow=prior_flow
         )
+        guide_options = {
+            "input_scale": input_scale,
+            "beta": self.beta,
+            "flatten_dims": len(data_shape) if arch == "mlp" else 0,
+        }
+        if self.guide_flow == "iaf":
+            self.guide_ = AmortizedIAFGuide(
+                encoder, self.latent_dim, num_flows=int(self.num_flows), **guide_options
+            )
+        else:
+            self.guide_ = AmortizedNormalGuide(encoder, self.latent_dim, **guide_options)
         self.likelihood_, self.num_bins_, self.arch_ = likelihood, num_bins, arch
 
     def _modules(self) -> dict[str, torch.nn.Module]:

@@ -82,7 +82,8 @@ class _DecoderModel(PyroModule):
 
 
 class VAEModel(_DecoderModel):
-    """p(z) p(x | z): z ~ N(0, I) of ``latent_dim``, x from ``likelihood(decoder(z))``.
+    """p(z) p(x | z): z ~ N(0, I) of ``latent_dim`` (or a flow prior), x from
+    ``likelihood(decoder(z))``.
 
     Args:
         decoder: maps (*batch, latent_dim) to the likelihood's parameters,
@@ -91,7 +92,18 @@ class VAEModel(_DecoderModel):
         likelihood: a :class:`~ppdgm.models.likelihoods.Likelihood`.
         data_shape: shape of one example, (D,) or (C, H, W).
         beta: weight of the KL term (β-VAE); 1 is the plain VAE.
+        prior_flow: a :class:`~ppdgm.models.flows.Flow` over z: the prior is its density (a
+            learned prior, e.g. MAF layers on a standard normal) instead of N(0, I).
     """
+
+    def __init__(self, decoder, latent_dim, likelihood, data_shape, beta=1.0, prior_flow=None):
+        super().__init__(decoder, latent_dim, likelihood, data_shape, beta)
+        self.prior_flow = prior_flow
+
+    def prior(self) -> dist.Distribution:
+        if self.prior_flow is None:
+            return super().prior()
+        return self.prior_flow.distribution()
 
     def model(self, x: torch.Tensor | None = None, batch_size: int | None = None):
         """The generative program; ``x`` of shape (N, *data_shape) is observed when given."""
