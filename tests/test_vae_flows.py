@@ -52,8 +52,20 @@ def test_iaf_guide_density_of_its_draws_matches_an_independent_inversion(float64
         b = torch.distributions.Normal(base.base_dist.loc[i], base.base_dist.scale[i])
         expected = b.log_prob(eps[0]).sum() - torch.linalg.slogdet(jac)[1]
         torch.testing.assert_close(log_q[i], expected, rtol=1e-6, atol=1e-6)
-    # the layers do something, and depend on x (the context)
+    # the layers do something, and depend on x (the context): the same point moves
+    # differently under the layers conditioned on two examples
     assert not torch.allclose(guide.posterior(x)[0], base.base_dist.loc, atol=1e-3)
+    eps = torch.randn(1, 3)
+    moved = []
+    for i in (0, 1):
+        v = eps
+        for t in guide.distribution(x[i : i + 1]).transforms:
+            v = t(v)
+        moved.append(v)
+    assert (moved[0] - moved[1]).abs().max() > 1e-3
+    # the ordering alternates from one layer to the next
+    assert guide.flows[0].nn.permutation.tolist() == [0, 1, 2]
+    assert guide.flows[1].nn.permutation.tolist() == [2, 1, 0]
 
 
 def test_elbo_with_a_flow_prior_and_an_iaf_guide():
