@@ -19,9 +19,11 @@ from .estimators import (  # noqa: E402
     NICE,
     NSF,
     VAE,
+    CharRNN,
     Glow,
     PixelCNN,
     RealNVP,
+    WaveNet,
 )
 from .train import Trainer  # noqa: E402
 
@@ -39,6 +41,8 @@ __all__ = [
     "Glow",
     "CNF",
     "PixelCNN",
+    "CharRNN",
+    "WaveNet",
     "Trainer",
     "errors",
     "__version__",

@@ -203,8 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run", help="run folder (or its checkpoint.pt)")
     s.add_argument("-n", "--num-samples", type=_positive(int), default=64)
-    s.add_argument("--out", required=True, help="output file: .png (grid) or .npy (array)")
+    s.add_argument(
+        "--out", required=True, help="output file: .png (grid), .npy (array) or .txt (text)"
+    )
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--temperature",
+        type=_positive(float),
+        default=None,
+        help="divide the logits by this (sequence models): below 1 more conservative",
+    )
     s.add_argument("--mean", action="store_true", help="the likelihood's mean instead of a draw")
     s.add_argument("--last", action="store_true", help=f"use {CHECKPOINT} instead of {BEST}")
     s.add_argument("--device", default="auto")
@@ -405,6 +413,10 @@ def _train(args) -> int:
     # --no-compile turns compilation off; otherwise the family's default holds (a family
     # whose step cannot be traced defaults to eager)
     params["compile"] = False if args.no_compile else cls.param_defaults()["compile"]
+    # a family that takes a vocabulary or a number of symbols gets them from the data (text)
+    for name, value in (("vocabulary", data.vocabulary), ("num_classes", data.num_bins)):
+        if name in params and params[name] is None and value is not None:
+            params[name] = value
     est = cls(**params)
     # the data-dependent settings (a likelihood left to "auto", the number of integer values)
     # are fixed for the run from every split, so that the test data fit the trained model
@@ -576,10 +588,18 @@ def _sample(args) -> int:
 
     folder, ckpt = _run_paths(args.run, args.last)
     target = Path(args.out)
-    if target.suffix.lower() not in (".png", ".npy"):
-        raise ConfigError(f"{target}: --out must end in .png (an image grid) or .npy (an array)")
+    if target.suffix.lower() not in (".png", ".npy", ".txt"):
+        raise ConfigError(
+            f"{target}: --out must end in .png (an image grid), .npy (an array) or .txt (text)"
+        )
     est = load_estimator(ckpt, device=args.device)
     options = {}
+    if target.suffix.lower() == ".txt" and getattr(est, "vocabulary", None) is None:
+        raise ConfigError(f"{target}: only a model of text (with a vocabulary) writes .txt")
+    if args.temperature is not None:
+        if "temperature" not in inspect.signature(est.sample).parameters:
+            raise ConfigError(f"--temperature: {type(est).__name__} samples have no temperature")
+        options["temperature"] = args.temperature
     if args.mean:
         if "return_mean" not in inspect.signature(est.sample).parameters:
             raise ConfigError(f"--mean: {type(est).__name__} samples have no likelihood mean")
@@ -588,6 +608,11 @@ def _sample(args) -> int:
     if target.suffix.lower() == ".npy":
         with atomic_write(target, "wb") as fh:
             np.save(fh, x)
+    elif target.suffix.lower() == ".txt":
+        with atomic_write(target, "w") as fh:
+            fh.write("\n".join(est.decode(x)) + "\n")
+    elif x.ndim == 2 and hasattr(est, "decode"):  # sequences: as curves
+        viz.plot_sequences(x, path=target, levels=est.num_classes_)
     else:
         image_shape = None
         if len(est.data_shape_) == 1 and (folder / CONFIG).is_file():

@@ -25,6 +25,8 @@ TINY = {
     "pixelcnn": {"channels": 8, "num_layers": 2},
     "glow": {"steps_per_level": 2, "hidden": 8},
     "cnf": {"hidden_dims": (8,), "solver": "rk4", "step_size": 0.5},
+    "charrnn": {"hidden": 8, "num_layers": 1},
+    "wavenet": {"channels": 8, "num_layers": 2},
 }
 FAMILIES = sorted(REGISTRY)
 

@@ -37,6 +37,7 @@ from .files import (
     read_npy,
     read_npz,
 )
+from .sequences import read_text, stdlib_docstrings, synthesize_tones, text_windows
 from .toy import TOY_DENSITIES, ToyDensity, toy_density
 
 __all__ = [
@@ -101,10 +102,31 @@ def load_toy_data(
     )
 
 
+def load_text_corpus() -> Dataset:
+    """The bundled text: standard-library docstrings in windows of 64 characters."""
+    x, vocabulary = text_windows(stdlib_docstrings(), source="pydoc-text")
+    xtr, xte, _, _ = split_fixed(x, None, "pydoc-text")
+    return Dataset(
+        "pydoc-text", xtr, xte, kind="integer", num_bins=len(vocabulary), vocabulary=vocabulary
+    )
+
+
+def load_tones() -> Dataset:
+    """The bundled audio: 2,000 multi-tone signals of 128 samples, mu-law coded to 256
+    levels (1,800 train, 200 test)."""
+    x = synthesize_tones(2000, 128, 256, seed=0)
+    return Dataset("tones", x[:1800], x[1800:], kind="integer", num_bins=256)
+
+
 BUNDLED: dict[str, tuple[str, Callable[[], Dataset]]] = {
     "digits": ("scikit-learn 8x8 digits, integer pixels 0..16", lambda: load_digits_data("raw")),
     "digits-binary": ("digits binarized at pixel > 8", lambda: load_digits_data("binary")),
     "digits-unit": ("digits scaled to [0, 1]", lambda: load_digits_data("unit")),
+    "pydoc-text": (
+        "standard-library docstrings, 64-character windows (text)",
+        load_text_corpus,
+    ),
+    "tones": ("synthesized multi-tone audio, 128 samples mu-law coded to 256 levels", load_tones),
     **{
         name: (f"toy 2-D: {d.description}", (lambda n=name: load_toy_data(n)))
         for name, d in TOY_DENSITIES.items()
@@ -151,8 +173,8 @@ def load_data(
     """Load a bundled dataset by name or the user's data from a file or folder.
 
     Args:
-        spec: a name of :data:`BUNDLED` or a path (``.npy``, ``.npz``, ``.csv``, a folder of
-            PNGs, an IDX file).
+        spec: a name of :data:`BUNDLED` or a path (``.npy``, ``.npz``, ``.csv``, ``.txt``
+            (UTF-8 text, as windows of 64 character codes), a folder of PNGs, an IDX file).
         labels: optional path to a labels file (``.npy`` of shape (N,), IDX); for IDX images
             a ``*labels-idx1*`` file next to the images is found on its own. Given MNIST's
             ``train-images-idx3-ubyte``, the ``t10k-images-idx3-ubyte`` file beside it (and its
@@ -215,10 +237,16 @@ def load_data(
         x, y = parts["x"], parts["y"]
     elif suffix == ".csv":
         x, y = read_csv(path, label_column=label_column)
+    elif suffix == ".txt":
+        x, vocabulary = read_text(path)
+        xtr, xte, _, _ = split_fixed(x, None, source)
+        return Dataset(
+            source, xtr, xte, kind="integer", num_bins=len(vocabulary), vocabulary=vocabulary
+        )
     else:
         raise DataFormatError(
             f"{path}: unknown data format {suffix or '(no extension)'!r}; expected .npy, .npz, "
-            ".csv, an IDX file or a folder of PNG images"
+            ".csv, .txt (text), an IDX file or a folder of PNG images"
         )
     if labels is not None and not is_idx_path(path):  # IDX images read their labels above
         y = read_labels(Path(labels), len(x))

@@ -44,6 +44,7 @@ class Dataset:
         num_bins: for integer data, one more than the largest value (e.g. 17 for digits).
         image_shape: (C, H, W) when examples are images (stored flat or not), else None.
         true_log_prob: the true log-density for toy data where it is known in closed form.
+        vocabulary: for text (sequences of character codes), the characters in code order.
     """
 
     name: str
@@ -58,6 +59,8 @@ class Dataset:
     #: (N_val, *shape) validation examples (a file's own, or carved by :func:`split_validation`)
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
+    #: for text: the characters the codes 0..K-1 stand for
+    vocabulary: str | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -6,6 +6,7 @@ from .autoregressive import FVSBN, MADE, NADE
 from .base import REGISTRY, Estimator, get_family, load_estimator, register
 from .flows import CNF, MAF, NICE, NSF, Glow, RealNVP
 from .pixelcnn import PixelCNN
+from .sequence import CharRNN, WaveNet
 from .vae import VAE
 
 __all__ = [
@@ -25,4 +26,6 @@ __all__ = [
     "NSF",
     "Glow",
     "CNF",
+    "CharRNN",
+    "WaveNet",
 ]

@@ -142,6 +142,33 @@ def plot_samples(
     return image_grid(x, image_shape, title=title, path=path)
 
 
+def plot_sequences(
+    samples: np.ndarray, reference=None, path=None, levels: int | None = None, title="samples"
+):
+    """Sequences of symbol codes as curves (mu-law decoded to [-1, 1] when ``levels`` is
+    given, as for audio), samples on the left and data on the right."""
+    from ..models.sequence import mu_law_decode
+
+    columns = [("samples", np.asarray(samples))]
+    if reference is not None:
+        columns.append(("data", np.asarray(reference)))
+    rows = max(len(c[1]) for c in columns)
+    fig, axes = plt.subplots(
+        rows, len(columns), figsize=(5 * len(columns), 0.9 * rows), sharey=True, squeeze=False
+    )
+    for j, (name, seqs) in enumerate(columns):
+        for i in range(rows):
+            ax = axes[i, j]
+            if i < len(seqs):
+                y = mu_law_decode(seqs[i], levels) if levels else seqs[i]
+                ax.plot(y, lw=0.8, c="C0" if j == 0 else "0.4")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0, j].set_title(f"{title if j == 0 else name}")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def density_grid(points: np.ndarray, size: int = 200, margin: float = 0.15):
     """A grid of ``size`` x ``size`` points over 2-D ``points`` (their box, widened by
     ``margin`` of its longer side): ``(xs, ys, grid)`` with ``grid`` the (size**2, 2) points,
