@@ -69,9 +69,7 @@ def test_iaf_guide_density_of_its_draws_matches_an_independent_inversion(float64
 
 
 def test_elbo_with_a_flow_prior_and_an_iaf_guide():
-    vae = VAE(
-        latent_dim=3, hidden_dims=(8,), prior="flow", guide_flow="iaf", seed=0, device="cpu"
-    )
+    vae = VAE(latent_dim=3, hidden_dims=(8,), prior="flow", guide_flow="iaf", seed=0, device="cpu")
     x = (np.random.default_rng(0).random((6, 5)) < 0.5).astype(np.float32)
     vae.fit(x, num_steps=1)
     model, guide = vae.model_, vae.guide_
@@ -112,9 +110,7 @@ def test_prior_samples_come_from_the_flow():
 
 def test_vae_flow_options_fit_save_load_and_are_checked(tmp_path):
     x = (np.random.default_rng(2).random((64, 6)) < 0.5).astype(np.float32)
-    vae = VAE(
-        latent_dim=2, hidden_dims=(8,), prior="flow", guide_flow="iaf", seed=0, device="cpu"
-    )
+    vae = VAE(latent_dim=2, hidden_dims=(8,), prior="flow", guide_flow="iaf", seed=0, device="cpu")
     vae.fit(x, num_steps=3, batch_size=16)
     params = vae.trainer_.params
     ids = {id(p) for p in params}

@@ -101,8 +101,8 @@ class _SequenceEstimator(ExactLikelihoodEstimator):
         return [decode_text(row, self.vocabulary) for row in codes.reshape(len(codes), -1)]
 
     def plot_figures(self, data, folder: Path, seed: int = 0) -> None:
-        """Curves, and samples: ``samples.txt`` for text, ``samples.png`` (the sequences as
-        curves, mu-law decoded) otherwise."""
+        """Curves and ``samples.png``: for text the samples as lines of text (also written to
+        ``samples.txt``), otherwise the sequences as curves (mu-law decoded) beside data."""
         from .. import viz
 
         viz.plot_curves(
@@ -112,8 +112,10 @@ class _SequenceEstimator(ExactLikelihoodEstimator):
         )
         samples = self.sample(8, seed=seed)
         if self.vocabulary is not None:
+            lines = self.decode(samples)
             with atomic_write(folder / "samples.txt", "w") as fh:
-                fh.write("\n".join(self.decode(samples)) + "\n")
+                fh.write("\n".join(lines) + "\n")
+            viz.plot_text(lines, path=folder / "samples.png", title="samples (\u21b5: newline)")
         else:
             viz.plot_sequences(
                 samples, data.x_test[:8], path=folder / "samples.png", levels=self.num_classes_

@@ -49,7 +49,8 @@ class CausalConv1d(nn.Conv1d):
 class WaveNetNet(nn.Module):
     """Embedding of the shifted input, then residual blocks of gated dilated causal
     convolutions (``tanh(W_f * h) * sigmoid(W_g * h)``) with dilations 1, 2, 4, ... (one cycle of
-    ``num_layers``), skip connections summed into a 1x1-conv head with ``K`` logits.
+    ``num_layers``), skip connections summed into a 1x1-conv head with ``K`` logits (the last
+    block feeds the skips only).
 
     Input (N, T) symbols in ``{0, ..., K}`` (``K`` the start symbol); output (N, T, K)."""
 
@@ -64,7 +65,8 @@ class WaveNetNet(nn.Module):
             d = 2**i
             self.filters.append(CausalConv1d(channels, channels, kernel_size, d))
             self.gates.append(CausalConv1d(channels, channels, kernel_size, d))
-            self.residual.append(nn.Conv1d(channels, channels, 1))
+            if i < num_layers - 1:  # the last block's output goes to the skips only
+                self.residual.append(nn.Conv1d(channels, channels, 1))
             self.skip.append(nn.Conv1d(channels, channels, 1))
         self.head = nn.Sequential(
             nn.ReLU(),
@@ -75,12 +77,17 @@ class WaveNetNet(nn.Module):
         self.receptive_field = 1 + (kernel_size - 1) * (2**num_layers - 1)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        h = self.embed(inputs).transpose(1, 2)  # (N, C, T)
+        return self.blocks(self.embed(inputs))
+
+    def blocks(self, embedded: torch.Tensor) -> torch.Tensor:
+        """The logits (N, T, K) from the embedded inputs (N, T, C)."""
+        h = embedded.transpose(1, 2)  # (N, C, T)
         skips = 0
-        for f, g, r, s in zip(self.filters, self.gates, self.residual, self.skip, strict=True):
+        for i, (f, g, s) in enumerate(zip(self.filters, self.gates, self.skip, strict=True)):
             z = torch.tanh(f(h)) * torch.sigmoid(g(h))
             skips = skips + s(z)
-            h = h + r(z)
+            if i < len(self.residual):
+                h = h + self.residual[i](z)
         return self.head(skips).transpose(1, 2)
 
 

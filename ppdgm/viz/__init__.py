@@ -169,6 +169,27 @@ def plot_sequences(
     return save_figure(fig, path)
 
 
+def plot_text(lines: list[str], path=None, title: str = "samples"):
+    """Lines of text (samples of a text model) in a monospaced figure."""
+    shown = [line.replace("\n", "\u21b5") for line in lines]
+    width = max((len(line) for line in shown), default=10)
+    fig, ax = plt.subplots(figsize=(0.11 * width + 0.5, 0.3 * len(shown) + 0.6))
+    for i, line in enumerate(shown):
+        ax.text(
+            0.0,
+            1 - (i + 0.5) / max(1, len(shown)),
+            line,
+            family="monospace",
+            fontsize=9,
+            parse_math=False,  # text, not math: a "$" is a dollar sign
+            va="center",
+            transform=ax.transAxes,
+        )
+    ax.set_axis_off()
+    ax.set_title(title)
+    return save_figure(fig, path)
+
+
 def density_grid(points: np.ndarray, size: int = 200, margin: float = 0.15):
     """A grid of ``size`` x ``size`` points over 2-D ``points`` (their box, widened by
     ``margin`` of its longer side): ``(xs, ys, grid)`` with ``grid`` the (size**2, 2) points,
