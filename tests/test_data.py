@@ -585,8 +585,8 @@ def test_format_refusals_say_what_is_expected(tmp_path):
     (tmp_path / "x.parquet").write_bytes(b"1")
     with pytest.raises(
         DataFormatError,
-        match=r"x\.parquet: unknown data format '\.parquet'; expected \.npy, \.npz, \.csv, an "
-        r"IDX file or a folder of PNG images$",
+        match=r"x\.parquet: unknown data format '\.parquet'; expected \.npy, \.npz, \.csv, "
+        r"\.txt \(text\), an IDX file or a folder of PNG images$",
     ):
         load_data(tmp_path / "x.parquet")
     np.save(tmp_path / "b.npy", np.zeros((10, 2, 3, 4, 5)))
