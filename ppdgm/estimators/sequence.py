@@ -149,7 +149,7 @@ class CharRNN(_SequenceEstimator):
     def __init__(
         self,
         *,
-        hidden: int = 256,
+        hidden: int = 128,
         num_layers: int = 2,
         dropout: float = 0.0,
         weight_decay: float = 0.0,
@@ -201,7 +201,7 @@ class WaveNet(_SequenceEstimator):
     def __init__(
         self,
         *,
-        channels: int = 64,
+        channels: int = 32,
         num_layers: int = 7,
         kernel_size: int = 2,
         weight_decay: float = 0.0,
