@@ -279,7 +279,11 @@ def vae_flows(steps: int, seed: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("flows", "digits", "dequantized", "all"), default="all")
+    parser.add_argument(
+        "--part",
+        choices=("flows", "digits", "dequantized", "sequences", "vae-flows", "all"),
+        default="all",
+    )
     parser.add_argument("--flow-steps", type=int, default=2000)
     parser.add_argument("--flow-families", default="nice,realnvp,maf,nsf,glow,cnf")
     parser.add_argument("--dequantized-families", default="realnvp,glow,nsf")

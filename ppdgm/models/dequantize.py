@@ -40,11 +40,14 @@ class _Density(dist.TorchDistribution):
     observed site of :class:`Dequantized`; it is never sampled)."""
 
     arg_constraints: dict = {}
-    support = constraints.real
 
     def __init__(self, log_prob, event_shape, batch_shape=torch.Size()):
         self._fn = log_prob
         super().__init__(batch_shape, torch.Size(event_shape), validate_args=False)
+
+    @property
+    def support(self):
+        return constraints.independent(constraints.real, len(self.event_shape))
 
     def expand(self, batch_shape, _instance=None):
         return _Density(self._fn, self.event_shape, torch.Size(batch_shape))
