@@ -611,7 +611,9 @@ def _sample(args) -> int:
     elif target.suffix.lower() == ".txt":
         with atomic_write(target, "w") as fh:
             fh.write("\n".join(est.decode(x)) + "\n")
-    elif x.ndim == 2 and hasattr(est, "decode"):  # sequences: as curves
+    elif x.ndim == 2 and getattr(est, "vocabulary", None) is not None:  # text, drawn
+        viz.plot_text(est.decode(x), path=target, title=f"{args.num_samples} samples")
+    elif x.ndim == 2 and hasattr(est, "decode"):  # other sequences: as curves
         viz.plot_sequences(x, path=target, levels=est.num_classes_)
     else:
         image_shape = None

@@ -207,7 +207,7 @@ def test_sequence_hyperparameters_and_shapes_are_checked():
         ).decode(np.zeros((1, 8)))
 
 
-def test_cli_trains_on_a_text_file_and_writes_text(tmp_path):
+def test_cli_trains_on_a_text_file_and_writes_text(tmp_path, monkeypatch):
     path = tmp_path / "corpus.txt"
     path.write_text("to be or not to be, that is the question. " * 40, encoding="utf-8")
     out = tmp_path / "run"
@@ -225,6 +225,11 @@ def test_cli_trains_on_a_text_file_and_writes_text(tmp_path):
         ["sample", str(out), "--out", str(target), "-n", "4", "--temperature", "0.8"]
     )  # fmt: skip
     assert rc == 0 and len(target.read_text().splitlines()) == 4
+    png = tmp_path / "s.png"
+    drawn = []
+    monkeypatch.setattr("ppdgm.viz.plot_text", lambda lines, **kw: drawn.append(lines))
+    assert cli.main(["sample", str(out), "--out", str(png), "-n", "3"]) == 0
+    assert len(drawn) == 1 and len(drawn[0]) == 3 and all(len(s) == 64 for s in drawn[0])
     with pytest.raises(SystemExit):
         cli.main(["sample", str(out), "--out", str(target), "--temperature", "0"])
 
