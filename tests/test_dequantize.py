@@ -103,6 +103,23 @@ def test_the_program_observes_x_plus_u_with_the_scaled_density(float64):
     expected = flow.log_prob((x + u) / K) - 2 * math.log(K)  # p(v) = p_flow(v / K) / K^2
     torch.testing.assert_close(site["fn"].log_prob(site["value"]), expected)
     torch.testing.assert_close(model.nodes["u"]["fn"].log_prob(u), torch.zeros(3))
+    # one plate over the examples in both programs; x's density has the example as its event
+    for tr in (guide, model):
+        for name in ("u", "x") if tr is model else ("u",):
+            node = tr.nodes[name]
+            (frame,) = node["cond_indep_stack"]
+            assert (frame.name, frame.size, frame.full_size) == ("data", 3, 3), name
+            assert node["fn"].batch_shape == (3,) and node["fn"].event_shape == (2,), name
+    assert model.nodes["x"]["fn"].log_prob(site["value"]).shape == (3,)
+
+
+def test_dequantized_checks_its_arguments():
+    flow = _flow()
+    Dequantized(flow, 2, (2,))  # two levels (binary data) is the least
+    with pytest.raises(ValueError, match="num_levels must be at least 2, got 1"):
+        Dequantized(flow, 1, (2,))
+    with pytest.raises(ValueError, match="unknown dequantization 'argmax'; choose uniform or"):
+        Dequantized(flow, 3, (2,), kind="argmax")
 
 
 def test_samples_are_the_flows_draws_rounded_down_onto_the_grid(float64):
@@ -147,8 +164,10 @@ def test_dequantized_flows_fit_save_and_load(tmp_path):
     glow.fit(images, num_steps=3, batch_size=16)
     assert glow.settings_ == {"num_levels": 17, "dequantize": "variational"}
     # ActNorm was initialized from the dequantized values scaled to [0, 1): their mean there
+    # (x + u) / K, with u about 1/2 on average under the fresh q(u | x)
     first = glow.model_.flow.net.levels[0][0]
-    assert 0.2 < first.bias.mean().item() < 0.8
+    expected = (images.mean() + 0.5) / 17
+    assert abs(first.bias.mean().item() - expected) < 0.01, (first.bias.mean(), expected)
     params = glow.trainer_.params
     assert all(p.grad is not None for p in params)
     assert any(p is glow.model_.encoder[0].weight for p in params)  # q(u | x) is trained
