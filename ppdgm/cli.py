@@ -609,12 +609,9 @@ def _sample(args) -> int:
         with atomic_write(target, "wb") as fh:
             np.save(fh, x)
     elif target.suffix.lower() == ".txt":
-        with atomic_write(target, "w") as fh:
-            fh.write("\n".join(est.decode(x)) + "\n")
-    elif x.ndim == 2 and getattr(est, "vocabulary", None) is not None:  # text, drawn
-        viz.plot_text(est.decode(x), path=target, title=f"{args.num_samples} samples")
-    elif x.ndim == 2 and hasattr(est, "decode"):  # other sequences: as curves
-        viz.plot_sequences(x, path=target, levels=est.num_classes_)
+        est.write_text(x, target)
+    elif hasattr(est, "plot_samples"):  # sequences: text, or curves
+        est.plot_samples(x, target, title=f"{args.num_samples} samples")
     else:
         image_shape = None
         if len(est.data_shape_) == 1 and (folder / CONFIG).is_file():

@@ -112,14 +112,24 @@ class _SequenceEstimator(ExactLikelihoodEstimator):
         )
         samples = self.sample(8, seed=seed)
         if self.vocabulary is not None:
-            lines = self.decode(samples)
-            with atomic_write(folder / "samples.txt", "w") as fh:
-                fh.write("\n".join(lines) + "\n")
-            viz.plot_text(lines, path=folder / "samples.png", title="samples (\u21b5: newline)")
+            self.write_text(samples, folder / "samples.txt")
+        self.plot_samples(samples, folder / "samples.png", reference=data.x_test[:8])
+
+    def write_text(self, samples, path) -> None:
+        """Write sequences as text, one line each (needs the vocabulary)."""
+        lines = self.decode(samples)
+        with atomic_write(path, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+    def plot_samples(self, samples, path, reference=None, title: str = "samples") -> None:
+        """Draw sequences: as lines of text for a model of text, otherwise as curves (mu-law
+        decoded) beside ``reference`` sequences."""
+        from .. import viz
+
+        if self.vocabulary is not None:
+            viz.plot_text(self.decode(samples), path=path, title=f"{title} (\u21b5: newline)")
         else:
-            viz.plot_sequences(
-                samples, data.x_test[:8], path=folder / "samples.png", levels=self.num_classes_
-            )
+            viz.plot_sequences(samples, reference, path=path, levels=self.num_classes_, title=title)
 
     @property
     def num_classes_(self) -> int:

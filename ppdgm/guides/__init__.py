@@ -43,7 +43,10 @@ class _NormalEncoderGuide(PyroModule):
         return x.flatten(-self.flatten_dims) if self.flatten_dims > 1 else x
 
     def _normal(self, h):
-        out = self.encoder(h)
+        return self._loc_scale(self.encoder(h))
+
+    def _loc_scale(self, out):
+        """loc and scale from the encoder's output (N, 2 * latent_dim)."""
         loc, log_scale = out[..., : self.latent_dim], out[..., self.latent_dim :]
         return loc, log_scale.clamp(_MIN_LOG_SCALE, _MAX_LOG_SCALE).exp()
 
@@ -117,9 +120,7 @@ class AmortizedIAFGuide(AmortizedNormalGuide):
     def distribution(self, x: torch.Tensor) -> dist.Distribution:
         """q(z | x) for a batch (N, *data_shape): batch (N,), event (latent_dim,)."""
         out = self.encoder(self._input(x))
-        loc, log_scale = out[..., : self.latent_dim], out[..., self.latent_dim :]
-        scale = log_scale.clamp(_MIN_LOG_SCALE, _MAX_LOG_SCALE).exp()
-        base = dist.Normal(loc, scale).to_event(1)
+        base = dist.Normal(*self._loc_scale(out)).to_event(1)
         return dist.TransformedDistribution(base, [t.condition(out) for t in self.flows])
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
