@@ -42,6 +42,9 @@ __all__ = ["Trainer", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "ppdgm.checkpoint/1"
 _NO_BEST = {"step": None, "value": math.inf, "bad_evals": 0, "stopped": False}
+#: learning-rate schedules of :meth:`Trainer.run`
+LR_SCHEDULES = ("constant", "cosine")
+
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
@@ -226,6 +229,9 @@ class Trainer:
             the data are validated once when loaded).
         weight_decay: the optimizer's weight decay (decoupled, as in AdamW, for ``adamw``; an
             L2 penalty's gradient for the others).
+        lr_schedule: ``constant``, or ``cosine``: within :meth:`run`, the learning rate at step
+            ``t`` of ``T`` is ``lr * (1 + cos(pi * t / T)) / 2``, decaying to 0 at the last
+            step (a function of the step count alone, so a resumed run keeps the schedule).
     """
 
     def __init__(
@@ -243,7 +249,12 @@ class Trainer:
         clip_grad_norm: float | None = None,
         validate: bool = False,
         weight_decay: float = 0.0,
+        lr_schedule: str = "constant",
     ):
+        if lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(
+                f"unknown lr_schedule {lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}"
+            )
         if optimizer not in OPTIMIZERS:
             raise ConfigError(
                 f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
@@ -273,6 +284,7 @@ class Trainer:
         if not self.params:
             raise ConfigError("the model, guide and objective have no trainable parameters")
         self.lr = float(lr)
+        self.lr_schedule = lr_schedule
         self.weight_decay = float(weight_decay)
         self.optimizer = _make_optimizer(optimizer, self.params, lr, self.weight_decay)
         self.batch_size = int(batch_size)
@@ -416,6 +428,7 @@ class Trainer:
             with _DeferredInterrupt() as interrupt:
                 while self.step_count < num_steps and not stop():
                     idx = self._next_indices(n).to(self.device)
+                    self._schedule(num_steps)
                     try:
                         metrics = self.step(*(d[idx] for d in data))
                     except TrainingDivergedError:
@@ -451,6 +464,13 @@ class Trainer:
             if bar is not None:
                 bar.close()
         return self.history
+
+    def _schedule(self, num_steps: int) -> None:
+        """Set the learning rate of the coming step from the schedule."""
+        if self.lr_schedule == "cosine":
+            lr = 0.5 * self.lr * (1 + math.cos(math.pi * self.step_count / num_steps))
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
 
     def restore_best(self, best_path: str | Path | None = None) -> bool:
         """Load the parameters and buffers of the best evaluation into the modules.

@@ -99,6 +99,8 @@ class Estimator:
     choices: ClassVar[dict[str, tuple]] = {}
     #: command-line defaults that differ from the constructor's (e.g. "auto": from the data)
     cli_defaults: ClassVar[dict[str, Any]] = {}
+    #: the learning-rate schedule ``fit`` uses unless told (see :class:`~ppdgm.train.Trainer`)
+    default_lr_schedule: ClassVar[str] = "constant"
     #: hyperparameters the command line sets through its own options, not the family's
     cli_managed: ClassVar[tuple[str, ...]] = ("seed", "device", "compile")
 
@@ -282,6 +284,7 @@ class Estimator:
         num_steps: int = 3000,
         batch_size: int = 128,
         lr: float = 1e-3,
+        lr_schedule: str | None = None,
         X_val=None,
         early_stopping: int | None = None,
         eval_every: int | None = None,
@@ -299,6 +302,8 @@ class Estimator:
         Args:
             num_steps: optimizer steps in total (a resumed fit continues up to it).
             batch_size, lr: minibatch size and Adam learning rate.
+            lr_schedule: ``constant`` or ``cosine`` (decay to 0 over ``num_steps``); None: the
+                family's default (:attr:`default_lr_schedule`).
             X_val: validation data, held out from X. Its loss is tracked every
                 ``eval_every`` steps (default: 20 points over the run); the step with the
                 lowest is the best (:attr:`best_step_`) and its parameters are the fitted
@@ -345,6 +350,7 @@ class Estimator:
             seed=self.seed,
             device=self.device_,
             compile=self.compile,
+            lr_schedule=lr_schedule or self.default_lr_schedule,
             **self._trainer_options(),
         )
         eval_fn = None

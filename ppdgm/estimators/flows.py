@@ -226,36 +226,31 @@ class MAF(_VectorFlow):
 class NSF(_VectorFlow):
     """Neural spline flow (Durkan et al., 2019): monotonic rational-quadratic splines.
 
-    Each layer maps each transformed dimension through a spline on [-bound, bound] (the
-    identity outside) whose knots come from a coupling network (``kind="coupling"``) or an
-    autoregressive one (``"autoregressive"``).
+    Each layer maps each dimension through a spline on [-bound, bound] (the identity outside)
+    whose knots come from an autoregressive MADE network (``kind="autoregressive"``, the
+    default: the density takes one pass per layer, sampling D) or a coupling network
+    (``"coupling"``: half of the dimensions per layer, one pass either way). The splines are
+    ppdgm's own (:mod:`ppdgm.models.splines`): they branch on no tensor value, so the
+    training step is compiled, and each layer starts as the identity. ``fit`` decays the
+    learning rate along a cosine by default (``lr_schedule``), which halves the gap to the
+    true density on the eight Gaussians at a fixed budget.
 
     Args:
-        kind: ``coupling`` or ``autoregressive``.
+        kind: ``autoregressive`` or ``coupling``.
         num_transforms: spline layers.
         hidden_dims: widths of each network's hidden layers.
         count_bins: the spline's segments.
-        bound: the half-width of the interval the splines act on.
-        dequantize: for integer data (pixels at K levels): ``uniform`` or ``variational``
-            dequantization (the flow models x + u, u in [0, 1)^D; scores are then a lower
-            bound on log P(x)), ``none``, or ``auto`` (uniform for integer data, none else).
-        seed: seeds initialization, training and sampling.
-        device: ``auto``, ``cpu`` or ``cuda``.
-        compile: trace the training step into a graph; off by default, as Pyro's spline
-            branches on tensor values and cannot be traced.
-
-    Attributes:
-        model_: the fitted :class:`~ppdgm.models.flows.Flow`.
-    """
+        bound: the half-width of the interval the splines act on.{_COMMON_ARGS}"""
 
     family = "nsf"
     summary = "neural spline flow: rational-quadratic spline layers, exact likelihood"
-    choices = {**_VectorFlow.choices, "kind": ("coupling", "autoregressive")}
+    choices = {**_VectorFlow.choices, "kind": ("autoregressive", "coupling")}
+    default_lr_schedule = "cosine"
 
     def __init__(
         self,
         *,
-        kind: str = "coupling",
+        kind: str = "autoregressive",
         num_transforms: int = 6,
         hidden_dims: tuple[int, ...] = (128, 128),
         count_bins: int = 16,
@@ -263,7 +258,7 @@ class NSF(_VectorFlow):
         dequantize: str = "auto",
         seed: int = 0,
         device: str = "auto",
-        compile: bool = False,
+        compile: bool = True,
     ):
         self.kind = kind
         self.num_transforms = num_transforms

@@ -28,6 +28,8 @@ from pyro.nn import AutoRegressiveNN, DenseNN, PyroModule
 from torch import nn
 from torch.distributions import constraints
 
+from .splines import SplineAutoregressive, SplineCoupling
+
 __all__ = [
     "Flow",
     "PermuteLayer",
@@ -35,6 +37,7 @@ __all__ = [
     "DiagonalScale",
     "nice_layers",
     "realnvp_layers",
+    "SoftClampedScale",
     "maf_layers",
     "nsf_layers",
 ]
@@ -113,6 +116,20 @@ class DiagonalScale(TransformModule):
         return self.log_scale.sum().expand(x.shape[:-1])
 
 
+class _UncachedTransformed(dist.TransformedDistribution):
+    """A transformed distribution whose ``log_prob`` never takes a layer's cached pass.
+
+    Pyro's transforms keep their last ``(x, y)`` pair and hand back the cached image when
+    called with the very same tensor, even after the parameters have changed (so scoring one
+    validation tensor after every few updates would repeat the first score). A fresh view of
+    the value is a new tensor to the first layer, so every layer computes afresh; the cache
+    still serves the log-determinant of the pass just taken.
+    """
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return super().log_prob(value.view_as(value))
+
+
 class Flow(PyroModule):
     """``x = T_K(... T_1(z))``, ``z ~ N(0, I_D)``: the program, its exact density and sampler.
 
@@ -141,7 +158,7 @@ class Flow(PyroModule):
 
     def distribution(self) -> dist.TransformedDistribution:
         """p(x) as a distribution with an exact ``log_prob``."""
-        return dist.TransformedDistribution(self.base(), self.transforms())
+        return _UncachedTransformed(self.base(), self.transforms())
 
     def model(self, x: torch.Tensor):
         """The generative program with ``x`` (N, D) observed (to draw, use :meth:`sample`)."""
@@ -190,13 +207,38 @@ def nice_layers(dim: int, num_transforms: int, hidden_dims: tuple[int, ...]):
     return layers, [False] * len(layers)
 
 
+class SoftClampedScale(nn.Module):
+    """Wraps a network that outputs ``(shift, log_scale)`` so that the log-scale is softly
+    limited to ``(-limit, limit)`` by ``limit * tanh(log_scale / limit)``, and starts the
+    network's output layer at zero (a fresh coupling is the identity).
+
+    Pyro's affine coupling clamps the log-scale hard to [-5, 3]; chained over several layers,
+    a hard clamp lets points off the training data map to enormous values (a test NLL of
+    1e10 on the eight Gaussians) and gives no gradient at the limits. The smooth bound keeps
+    each layer's scale within ``exp(+-limit)`` with a gradient everywhere.
+    """
+
+    def __init__(self, net: DenseNN, limit: float = 2.0):
+        super().__init__()
+        self.net = net
+        self.limit = float(limit)
+        nn.init.zeros_(net.layers[-1].weight)
+        nn.init.zeros_(net.layers[-1].bias)
+
+    def forward(self, x: torch.Tensor):
+        shift, log_scale = self.net(x)
+        return shift, self.limit * torch.tanh(log_scale / self.limit)
+
+
 def realnvp_layers(dim: int, num_transforms: int, hidden_dims: tuple[int, ...]):
     """RealNVP: affine coupling layers (the first half of the dimensions conditions the affine
-    map of the second half), the halves swapped between layers. Returns (layers, inverted)."""
+    map of the second half; Pyro's :class:`~pyro.distributions.transforms.AffineCoupling` with
+    a softly bounded log-scale, :class:`SoftClampedScale`), the halves swapped between layers.
+    Returns (layers, inverted)."""
     layers, inverted = [], []
     split = dim // 2
     for i in range(num_transforms):
-        net = DenseNN(split, list(hidden_dims), [dim - split, dim - split])
+        net = SoftClampedScale(DenseNN(split, list(hidden_dims), [dim - split, dim - split]))
         layers.append(T.AffineCoupling(split, net))
         inverted.append(False)
         if i < num_transforms - 1:
@@ -225,32 +267,17 @@ def nsf_layers(
     kind: str = "coupling",
 ):
     """Neural spline flow: monotonic rational-quadratic splines on [-bound, bound] (identity
-    outside), their knots output by a coupling network (``kind="coupling"``, halves swapped
-    between layers) or an autoregressive one (``"autoregressive"``, used inverted like MAF)."""
+    outside; :mod:`ppdgm.models.splines`), their knots output by a coupling network
+    (``kind="coupling"``, halves swapped between layers) or an autoregressive one
+    (``"autoregressive"``, used inverted like MAF, the ordering reversed between layers)."""
     layers, inverted = [], []
     for i in range(num_transforms):
         if kind == "autoregressive":
             order = _order(dim, i)
-            # widths, heights and inner derivatives of a rational-quadratic spline
-            param_dims = [count_bins, count_bins, count_bins - 1]
-            net = AutoRegressiveNN(dim, list(hidden_dims), param_dims=param_dims, permutation=order)
-            layers.append(
-                T.SplineAutoregressive(
-                    dim, net, count_bins=count_bins, bound=bound, order="quadratic"
-                )
-            )
+            layers.append(SplineAutoregressive(dim, hidden_dims, count_bins, bound, order))
             inverted.append(True)
             continue
-        split = dim // 2
-        rest = dim - split
-        net = DenseNN(
-            split,
-            list(hidden_dims),
-            param_dims=[rest * count_bins, rest * count_bins, rest * (count_bins - 1)],
-        )
-        layers.append(
-            T.SplineCoupling(dim, split, net, count_bins=count_bins, bound=bound, order="quadratic")
-        )
+        layers.append(SplineCoupling(dim, dim // 2, hidden_dims, count_bins, bound))
         inverted.append(False)
         if i < num_transforms - 1:
             layers.append(PermuteLayer(_order(dim, 1)))
