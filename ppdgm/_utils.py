@@ -28,6 +28,9 @@ __all__ = [
     "set_rng_state",
 ]
 
+#: learning-rate schedules of :meth:`ppdgm.train.Trainer.run`
+LR_SCHEDULES = ("constant", "cosine")
+
 
 def check_int(name: str, value: Any, low: int = 1) -> int:
     """Return ``value`` as an int if it is an integer (not a bool) >= ``low``, else raise

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._utils import atomic_write, write_json
+from ._utils import LR_SCHEDULES, atomic_write, write_json
 from .errors import ConfigError, DataError, PpdgmError, TrainingDivergedError
 
 __all__ = ["main", "build_parser"]
@@ -92,6 +92,13 @@ def _train_options() -> argparse.ArgumentParser:
     )
     o.add_argument("--batch-size", type=_positive(int), default=128)
     o.add_argument("--lr", type=_positive(float), default=1e-3)
+    o.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=None,
+        help="constant, or cosine decay to 0 over the steps (default: the family's: cosine "
+        "for nsf, constant for the others)",
+    )
     o.add_argument(
         "--val-fraction",
         type=_fraction,
@@ -440,6 +447,7 @@ def _train(args) -> int:
             num_steps=cfg["steps"],
             batch_size=cfg["batch_size"],
             lr=cfg["lr"],
+            lr_schedule=cfg.get("lr_schedule"),
             X_val=data.x_val,
             early_stopping=cfg.get("early_stopping"),
             eval_every=cfg.get("eval_every"),
@@ -571,6 +579,7 @@ def _new_config(args, load: bool = True) -> dict[str, Any]:
         "steps": args.steps or 3000,
         "batch_size": args.batch_size,
         "lr": args.lr,
+        "lr_schedule": args.lr_schedule or cls.default_lr_schedule,
         "iwae_k": args.iwae_k,
         "val_fraction": args.val_fraction,
         "early_stopping": args.early_stopping,

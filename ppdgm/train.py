@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ._utils import (
+    LR_SCHEDULES,
     atomic_write,
     caller_stacklevel,
     check_int,
@@ -42,9 +43,6 @@ __all__ = ["Trainer", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "ppdgm.checkpoint/1"
 _NO_BEST = {"step": None, "value": math.inf, "bad_evals": 0, "stopped": False}
-#: learning-rate schedules of :meth:`Trainer.run`
-LR_SCHEDULES = ("constant", "cosine")
-
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,

@@ -77,6 +77,27 @@ def test_resume_continues_and_existing_run_is_protected(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["steps"] == 25
 
 
+def test_lr_schedule_is_the_familys_default_or_the_option_and_kept_on_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "vae", "--data", "digits-binary", "--out", str(out), *FAST]
+    assert main([*args, "--steps", "4"]) == 0
+    assert json.loads((out / "config.json").read_text())["lr_schedule"] == "constant"
+    assert main([*args, "--steps", "4", "--overwrite", "--lr-schedule", "cosine"]) == 0
+    assert json.loads((out / "config.json").read_text())["lr_schedule"] == "cosine"
+    # the schedule is part of the run: a resumed run cannot switch it
+    assert main([*args, "--steps", "8", "--resume", "--lr-schedule", "constant"]) == 1
+    assert "--lr-schedule constant (the run has cosine)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--lr-schedule", "linear"])
+    assert "invalid choice: 'linear'" in capsys.readouterr().err
+    nsf = tmp_path / "nsf"
+    nsf_args = ["--num-transforms", "1", "--hidden-dims", "8", "--count-bins", "3"]
+    assert (
+        main(["train", "nsf", "--steps", "3", "--no-progress", "--out", str(nsf), *nsf_args]) == 0
+    )
+    assert json.loads((nsf / "config.json").read_text())["lr_schedule"] == "cosine"
+
+
 def test_user_csv_data_and_conv_arch(tmp_path):
     rng = np.random.RandomState(0)
     rows = "\n".join(

@@ -7,7 +7,7 @@ import pyro
 import pytest
 import torch
 
-from ppdgm.errors import CheckpointError, TrainingDivergedError
+from ppdgm.errors import CheckpointError, ConfigError, TrainingDivergedError
 from ppdgm.guides import AmortizedNormalGuide
 from ppdgm.inference import ELBO
 from ppdgm.models import VAEModel, make_likelihood
@@ -27,7 +27,7 @@ def _data():
     return torch.bernoulli(torch.full((100, 12), 0.3), generator=g)
 
 
-def _trainer(compile=True, objective=None, seed=0):
+def _trainer(compile=True, objective=None, seed=0, **options):
     model, guide = _pair(seed)
     return (
         Trainer(
@@ -38,6 +38,7 @@ def _trainer(compile=True, objective=None, seed=0):
             seed=seed,
             device="cpu",
             compile=compile,
+            **options,
         ),
         model,
         guide,
@@ -125,6 +126,60 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, compile):
     )
     torch.testing.assert_close(_params(mf, gf), _params(mr, gr), rtol=0, atol=0)
     assert full.history["loss"] == resumed.history["loss"]
+
+
+def _record_lrs(tr):
+    """Wrap the trainer's optimizer step to record the learning rate each step used."""
+    lrs, step = [], tr.optimizer.step
+
+    def recording_step(*a, **k):
+        lrs.append(tr.optimizer.param_groups[0]["lr"])
+        return step(*a, **k)
+
+    tr.optimizer.step = recording_step
+    return lrs
+
+
+def test_cosine_schedule_decays_the_learning_rate_and_constant_keeps_it():
+    tr, _, _ = _trainer(lr=0.01, lr_schedule="cosine")
+    lrs = _record_lrs(tr)
+    tr.run(_data(), 10, progress=False)
+    expected = [0.005 * (1 + np.cos(np.pi * t / 10)) for t in range(10)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12)
+    const, _, _ = _trainer(lr=0.01)
+    lrs = _record_lrs(const)
+    const.run(_data(), 5, progress=False)
+    assert lrs == [0.01] * 5
+    with pytest.raises(ConfigError, match="unknown lr_schedule 'linear'; choose one of"):
+        _trainer(lr_schedule="linear")
+
+
+def test_a_cosine_run_resumed_after_an_interrupt_equals_an_uninterrupted_run(tmp_path):
+    data = _data()
+    full, mf, gf = _trainer(lr=0.01, lr_schedule="cosine")
+    full.run(data, 30, progress=False)
+    part, _, _ = _trainer(lr=0.01, lr_schedule="cosine")
+
+    def interrupt_at_step_12():
+        if part.step_count == 12:
+            signal.raise_signal(signal.SIGINT)
+        return {"v": 0.0}
+
+    with pytest.raises(KeyboardInterrupt):
+        part.run(
+            data,
+            30,
+            progress=False,
+            checkpoint_path=tmp_path / "c.pt",
+            eval_fn=interrupt_at_step_12,
+            eval_every=4,
+        )
+    resumed, mr, gr = _trainer(lr=0.01, lr_schedule="cosine")
+    lrs = _record_lrs(resumed)
+    resumed.run(data, 30, progress=False, checkpoint_path=tmp_path / "c.pt", resume=True)
+    # the schedule goes on from step 12 of 30 (not from the top, nor at the constant rate)
+    np.testing.assert_allclose(lrs[0], 0.005 * (1 + np.cos(np.pi * 12 / 30)), rtol=1e-12)
+    torch.testing.assert_close(_params(mf, gf), _params(mr, gr), rtol=0, atol=0)
 
 
 class _Payload:
