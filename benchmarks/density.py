@@ -32,7 +32,7 @@ IAF guide; test IWAE bound (5,000 particles) and negative ELBO.
 
     python benchmarks/density.py [--part flows|digits|dequantized|sequences|vae-flows|all]
         [--flow-steps 2000]
-        [--flow-families nice,realnvp,maf,nsf,glow,cnf] [--steps 5000]
+        [--flow-families nice,realnvp,maf,nsf,glow,cnf,planar,radial] [--steps 5000]
         [--families fvsbn,nade,made,pixelcnn,vae] [--dequantized-families realnvp,glow,nsf]
         [--set NAME=VALUE ...]
 
@@ -134,12 +134,13 @@ def _peer_loop(log_prob, params, x, steps: int, seed: int, cosine: bool = False)
     return 1000 * (time.perf_counter() - start) / steps
 
 
-def _peers(x, steps: int, seed: int):
+def _peer_builders(seed: int) -> list:
+    """(name, build, cosine) per peer; ``build()`` returns a fresh (log_prob, parameters)."""
     import pyro.distributions as dist
     import pyro.distributions.transforms as T
     import torch
 
-    rows = []
+    builders = []
     try:
         import zuko
 
@@ -153,12 +154,13 @@ def _peers(x, steps: int, seed: int):
                 True,
             ),
         ):
-            torch.manual_seed(seed)
-            flow = cls(2, **{"transforms": 4, "hidden_features": (64, 64), **kw})
-            ms = _peer_loop(
-                lambda b, f=flow: f().log_prob(b), flow.parameters(), x, steps, seed, cosine
-            )
-            rows.append((name, lambda t, f=flow: f().log_prob(t), ms))
+
+            def build(cls=cls, kw=kw):
+                torch.manual_seed(seed)
+                flow = cls(2, **{"transforms": 4, "hidden_features": (64, 64), **kw})
+                return (lambda b: flow().log_prob(b)), flow.parameters()
+
+            builders.append((name, build, cosine))
     except ImportError:
         print("(zuko is not installed: its rows are left out; pip install zuko)")
     base = dist.Normal(torch.zeros(2), torch.ones(2)).to_event(1)
@@ -166,21 +168,23 @@ def _peers(x, steps: int, seed: int):
         ("Pyro spline coupling", lambda: T.spline_coupling(2, hidden_dims=[64, 64], count_bins=8)),
         ("Pyro affine AR", lambda: T.affine_autoregressive(2, hidden_dims=[64, 64])),
     ):
-        torch.manual_seed(seed)
-        layers = [make() for _ in range(4)]
-        modules = torch.nn.ModuleList(layers)
-        transforms = []
-        for i, t in enumerate(layers):
-            transforms.append(t.inv if "AR" in name else t)
-            if i < 3:
-                transforms.append(T.Permute(torch.tensor([1, 0])))
 
-        def log_prob(b, transforms=transforms):
-            return dist.TransformedDistribution(base, transforms).log_prob(b)
+        def build(name=name, make=make):
+            torch.manual_seed(seed)
+            layers = [make() for _ in range(4)]
+            transforms = []
+            for i, t in enumerate(layers):
+                transforms.append(t.inv if "AR" in name else t)
+                if i < 3:
+                    transforms.append(T.Permute(torch.tensor([1, 0])))
 
-        ms = _peer_loop(log_prob, modules.parameters(), x, steps, seed)
-        rows.append((name, log_prob, ms))
-    return rows
+            def log_prob(b):
+                return dist.TransformedDistribution(base, transforms).log_prob(b)
+
+            return log_prob, torch.nn.ModuleList(layers).parameters()
+
+        builders.append((name, build, False))
+    return builders
 
 
 def flows(steps: int, seed: int, families: list[str]) -> None:
@@ -196,11 +200,10 @@ def flows(steps: int, seed: int, families: list[str]) -> None:
     )
     print(f"{'flow':<40} {'test NLL':>9} {'gap':>7} {'ms/step':>8}")
     peer_arch = {"num_transforms": 4, "hidden_dims": (64, 64)}
-    ms_of: dict[str, float] = {}
     for name in families:
         cls = get_family(name)
         configs = [("defaults", {})]
-        if "num_transforms" in cls.param_defaults():  # the peers' architecture too
+        if {"num_transforms", "hidden_dims"} <= set(cls.param_defaults()):  # the peers' too
             if name == "nsf":  # zuko's and Pyro's 8 bins; autoregressive and coupling
                 configs.append(("AR 4 x 64x2, 8 bins", {**peer_arch, "count_bins": 8}))
                 configs.append(
@@ -218,24 +221,54 @@ def flows(steps: int, seed: int, families: list[str]) -> None:
             ms = 1000 * (time.perf_counter() - start) / steps
             nll = -est.score(x_test)
             row = f"ppdgm {cls.__name__} ({label})"
-            ms_of[row] = ms
             print(f"{row:<40} {nll:9.3f} {nll - true:+7.3f} {ms:8.2f}", flush=True)
     xt = torch.as_tensor(x_train)
-    for name, log_prob, ms in _peers(xt, steps, seed):
+    peers = {}
+    for name, build, cosine in _peer_builders(seed):
+        log_prob, params = build()
+        ms = _peer_loop(log_prob, params, xt, steps, seed, cosine)
         with torch.no_grad():
             nll = -float(log_prob(torch.as_tensor(x_test)).mean())
-        ms_of[name] = ms
+        peers[name] = (build, cosine)
         print(f"{name:<40} {nll:9.3f} {nll - true:+7.3f} {ms:8.2f}", flush=True)
-    print("time per step, ppdgm / peer (below 1: ppdgm is faster):")
-    for ours, peer in (
-        ("ppdgm NSF (defaults)", "zuko NSF tuned (6x128x2, 16 bins, cos)"),
-        ("ppdgm NSF (AR 4 x 64x2, 8 bins)", "zuko NSF"),
-        ("ppdgm NSF (coupling 4 x 64x2, 8 bins)", "Pyro spline coupling"),
-        ("ppdgm MAF (4 x 64x2)", "zuko MAF"),
-        ("ppdgm MAF (4 x 64x2)", "Pyro affine AR"),
+    # the ratios: each pair timed again, alternating, and the median of three runs taken, so
+    # that a slow spell of a shared machine does not fall on one side only
+    reps, timing_steps = 3, min(steps, 1000)
+    print(
+        f"time per step, ppdgm / peer (median of {reps} alternating runs of {timing_steps} "
+        "steps; below 1: ppdgm is faster):"
+    )
+    for (family, label, kw), peer in (
+        (("nsf", "defaults", {}), "zuko NSF tuned (6x128x2, 16 bins, cos)"),
+        (("nsf", "AR 4 x 64x2, 8 bins", {**peer_arch, "count_bins": 8}), "zuko NSF"),
+        (
+            (
+                "nsf",
+                "coupling 4 x 64x2, 8 bins",
+                {**peer_arch, "count_bins": 8, "kind": "coupling"},
+            ),
+            "Pyro spline coupling",
+        ),
+        (("maf", "4 x 64x2", peer_arch), "zuko MAF"),
+        (("maf", "4 x 64x2", peer_arch), "Pyro affine AR"),
     ):
-        if ours in ms_of and peer in ms_of:
-            print(f"  {ours} / {peer}: {ms_of[ours] / ms_of[peer]:.2f}")
+        if family not in families or peer not in peers:
+            continue
+        cls = get_family(family)
+        build, cosine = peers[peer]
+        ours_ms, peer_ms = [], []
+        for _ in range(reps):
+            start = time.perf_counter()
+            est = cls(seed=seed, device="cpu", **kw)
+            est.fit(x_train, num_steps=timing_steps, batch_size=512, lr=1e-3)
+            ours_ms.append(1000 * (time.perf_counter() - start) / timing_steps)
+            log_prob, params = build()
+            peer_ms.append(_peer_loop(log_prob, params, xt, timing_steps, seed, cosine))
+        a, b = float(np.median(ours_ms)), float(np.median(peer_ms))
+        print(
+            f"  ppdgm {cls.__name__} ({label}) / {peer}: {a:.2f} / {b:.2f} ms = {a / b:.2f}",
+            flush=True,
+        )
 
 
 def dequantized(families: list[str], steps: int, seed: int) -> None:
@@ -324,7 +357,7 @@ def main() -> None:
         default="all",
     )
     parser.add_argument("--flow-steps", type=int, default=2000)
-    parser.add_argument("--flow-families", default="nice,realnvp,maf,nsf,glow,cnf")
+    parser.add_argument("--flow-families", default="nice,realnvp,maf,nsf,glow,cnf,planar,radial")
     parser.add_argument("--dequantized-families", default="realnvp,glow,nsf")
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--families", default="fvsbn,nade,made,pixelcnn,vae")

@@ -22,6 +22,8 @@ from .estimators import (  # noqa: E402
     CharRNN,
     Glow,
     PixelCNN,
+    PlanarFlow,
+    RadialFlow,
     RealNVP,
     WaveNet,
 )
@@ -40,6 +42,8 @@ __all__ = [
     "NSF",
     "Glow",
     "CNF",
+    "PlanarFlow",
+    "RadialFlow",
     "PixelCNN",
     "CharRNN",
     "WaveNet",

@@ -25,6 +25,8 @@ TINY = {
     "pixelcnn": {"channels": 8, "num_layers": 2},
     "glow": {"steps_per_level": 2, "hidden": 8},
     "cnf": {"hidden_dims": (8,), "solver": "rk4", "step_size": 0.5},
+    "planar": {"num_transforms": 2},
+    "radial": {"num_transforms": 2},
     "charrnn": {"hidden": 8, "num_layers": 1},
     "wavenet": {"channels": 8, "num_layers": 2},
 }
@@ -180,6 +182,8 @@ def test_cli_train_sample_evaluate_end_to_end(family, tmp_path, capsys):
         "realnvp",
         "maf",
         "nsf",
+        "planar",
+        "radial",
     ):  # 2-D default data: the density next to the data
         assert load_data(cls.default_data).x_train.shape[1:] == (2,)
         assert (out / "density.png").is_file()

@@ -50,6 +50,10 @@ CHECKS = {
     "bayesian_regression": lambda r: r[0] > 0 and 0 <= r[1] <= 1,
     "custom_conditional_vae": lambda nll: _finite(nll) and nll > 0,
     "eight_schools": _check_schools,
+    # KL(q || p) = log Z - ELBO per (target, flow): non-negative up to Monte Carlo error
+    "flow_vi_energy": lambda gaps: (
+        len(gaps) == 16 and all(np.isfinite(g) and g > -0.05 for g in gaps.values())
+    ),
     "gaussian_mixture": _check_mixture,
     "hmm_viterbi": _check_path,
     "lda_svi": _check_topics,

@@ -6,15 +6,19 @@ import pyro
 import pytest
 import torch
 
-from ppdgm import MAF, NICE, NSF, Glow, RealNVP
+from ppdgm import MAF, NICE, NSF, Glow, PlanarFlow, RadialFlow, RealNVP
 from ppdgm.data import load_data
 from ppdgm.errors import ConfigError
 from ppdgm.models.flows import (
     Flow,
+    InvertiblePlanar,
+    InvertibleRadial,
     PermuteLayer,
     maf_layers,
     nice_layers,
     nsf_layers,
+    planar_layers,
+    radial_layers,
     realnvp_layers,
 )
 from ppdgm.models.glow import (
@@ -34,6 +38,8 @@ BUILDERS = {
     "maf": lambda d: maf_layers(d, 3, (8,)),
     "nsf-coupling": lambda d: nsf_layers(d, 3, (8,), count_bins=5, bound=3.0),
     "nsf-autoregressive": lambda d: nsf_layers(d, 3, (8,), 5, 3.0, kind="autoregressive"),
+    "planar": lambda d: planar_layers(d, 3),
+    "radial": lambda d: radial_layers(d, 3),
 }
 
 
@@ -162,6 +168,55 @@ def test_nice_beats_the_best_gaussian_on_eight_gaussians():
     assert -fitted.score(d.x_test) < gaussian - 0.5, (-fitted.score(d.x_test), gaussian)
 
 
+@pytest.mark.parametrize("cls", [InvertiblePlanar, InvertibleRadial], ids=["planar", "radial"])
+def test_planar_and_radial_keep_pyros_map_and_add_an_inverse(cls, float64):
+    torch.manual_seed(0)
+    layer = cls(3)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_()
+    x = torch.randn(20, 3)
+    y = layer(x)
+    # the log-determinant computed from x equals the one Pyro keeps from its forward pass
+    torch.testing.assert_close(layer.log_abs_det_jacobian(x, y), layer._cached_logDetJ)
+    # the inverse of fresh points, and its log-determinant from the recovered point (Pyro's
+    # would be the stale one of the last forward pass)
+    y2 = torch.randn(20, 3) * 2
+    x2 = layer.inv(y2)
+    torch.testing.assert_close(layer(x2.clone()), y2)
+    for a, b in zip(x2[:4], y2[:4], strict=True):
+        jac = torch.autograd.functional.jacobian(lambda v: layer._call(v[None])[0], a)
+        expected = -torch.linalg.slogdet(jac)[1]
+        torch.testing.assert_close(layer.inv.log_abs_det_jacobian(b[None], a[None])[0], expected)
+
+
+def test_planar_inverts_near_its_invertibility_limit(float64):
+    # u opposite to w: w . u_hat is just above -1 and the map is nearly flat along w
+    layer = InvertiblePlanar(2)
+    with torch.no_grad():
+        layer.w.copy_(torch.tensor([1.0, 0.5]))
+        layer.u.copy_(-20 * layer.w)
+        layer.bias.fill_(0.3)
+    k = float((layer.w * layer.u_hat(layer.u, layer.w)).sum().detach())
+    assert -1 < k < -0.99
+    x = torch.randn(200, 2) * 3
+    y = layer(x)
+    torch.testing.assert_close(layer(layer.inv(y.clone()).clone()), y, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("cls", [PlanarFlow, RadialFlow], ids=["planar", "radial"])
+def test_planar_and_radial_flows_beat_the_best_gaussian(cls):
+    d = load_data("8gaussians")
+    cov = np.cov(d.x_train.T)
+    gaussian = 0.5 * np.linalg.slogdet(2 * np.pi * np.e * cov)[1]
+    fitted = cls(num_transforms=16, seed=0, device="cpu")
+    fitted.fit(d.x_train, num_steps=300, batch_size=256, lr=1e-2)
+    nll = -fitted.score(d.x_test)
+    assert nll < gaussian - 1.0, (nll, gaussian)
+    s = fitted.sample(500, seed=0)
+    assert s.shape == (500, 2) and np.isfinite(s).all()
+
+
 def test_flow_hyperparameters_are_checked():
     with pytest.raises(ConfigError, match="num_transforms must be a positive integer"):
         RealNVP(num_transforms=0)
@@ -173,6 +228,10 @@ def test_flow_hyperparameters_are_checked():
         NSF(count_bins=1)
     with pytest.raises(ConfigError, match="bound must be a positive number"):
         NSF(bound=0)
+    with pytest.raises(ConfigError, match="num_transforms must be a positive integer"):
+        PlanarFlow(num_transforms=0)
+    with pytest.raises(TypeError, match="hidden_dims"):
+        RadialFlow(hidden_dims=(8,))
     with pytest.raises(ConfigError, match=r"RealNVP models vectors \(N, D\)"):
         RealNVP(seed=0, device="cpu").fit(np.zeros((4, 1, 2, 2)), num_steps=1)
     with pytest.raises(ConfigError, match="needs at least 2 dimensions"):

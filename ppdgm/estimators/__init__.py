@@ -4,7 +4,7 @@ and builds each family's options from its constructor (see :mod:`ppdgm.estimator
 
 from .autoregressive import FVSBN, MADE, NADE
 from .base import REGISTRY, Estimator, get_family, load_estimator, register
-from .flows import CNF, MAF, NICE, NSF, Glow, RealNVP
+from .flows import CNF, MAF, NICE, NSF, Glow, PlanarFlow, RadialFlow, RealNVP
 from .pixelcnn import PixelCNN
 from .sequence import CharRNN, WaveNet
 from .vae import VAE
@@ -26,6 +26,8 @@ __all__ = [
     "NSF",
     "Glow",
     "CNF",
+    "PlanarFlow",
+    "RadialFlow",
     "CharRNN",
     "WaveNet",
 ]

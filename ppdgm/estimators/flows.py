@@ -15,11 +15,19 @@ from ..data.dataset import check_likelihood_support
 from ..errors import ConfigError
 from ..models.cnf import ADAPTIVE_SOLVERS, FIXED_SOLVERS, ContinuousFlow
 from ..models.dequantize import Dequantized
-from ..models.flows import Flow, maf_layers, nice_layers, nsf_layers, realnvp_layers
+from ..models.flows import (
+    Flow,
+    maf_layers,
+    nice_layers,
+    nsf_layers,
+    planar_layers,
+    radial_layers,
+    realnvp_layers,
+)
 from ..models.glow import GlowModel, GlowNet
 from .base import ExactLikelihoodEstimator, check_hidden_dims, register
 
-__all__ = ["NICE", "RealNVP", "MAF", "NSF", "Glow", "CNF"]
+__all__ = ["NICE", "RealNVP", "MAF", "NSF", "Glow", "CNF", "PlanarFlow", "RadialFlow"]
 
 _COMMON_ARGS = """
         dequantize: for integer data (pixels at K levels): ``uniform`` or ``variational``
@@ -44,7 +52,11 @@ class _VectorFlow(ExactLikelihoodEstimator):
     def _check_params(self) -> None:
         super()._check_params()
         check_int("num_transforms", self.num_transforms)
-        check_hidden_dims(self.hidden_dims)
+        if self.has_networks:
+            check_hidden_dims(self.hidden_dims)
+
+    #: whether the layers hold networks (``hidden_dims``); the planar and radial ones do not
+    has_networks = True
 
     # -- dequantization of integer data ----------------------------------------------------------
     def _settings(self, x: np.ndarray) -> dict[str, Any]:
@@ -286,6 +298,68 @@ class NSF(_VectorFlow):
             float(self.bound),
             self.kind,
         )
+
+
+class _PlanarOrRadial(_VectorFlow):
+    """Planar and radial flows: layers with a handful of parameters each, no network."""
+
+    has_networks = False
+
+    def __init__(
+        self,
+        *,
+        num_transforms: int = 32,
+        dequantize: str = "auto",
+        seed: int = 0,
+        device: str = "auto",
+        compile: bool = True,
+    ):
+        self.num_transforms = num_transforms
+        self.dequantize = dequantize
+        self.seed = seed
+        self.device = device
+        self.compile = compile
+        self._check_params()
+
+
+_TEACHING = """
+    Rezende & Mohamed (2015) brought these layers in as flows of variational posteriors,
+    where only the forward direction and its log-determinant are needed; each layer bends
+    the density along one direction (planar) or around one point (radial), so many layers
+    are needed for a complex density, and they are here for teaching. As a density
+    estimator the layers are used inverted: the density takes their closed-form direction,
+    sampling their inverse, which Pyro leaves out and ppdgm adds
+    (:class:`~ppdgm.models.flows.InvertiblePlanar`, :class:`~ppdgm.models.flows.InvertibleRadial`).
+"""
+
+
+@register
+class PlanarFlow(_PlanarOrRadial):
+    __doc__ = f"""Planar flow (Rezende & Mohamed, 2015): layers ``x + u tanh(w.x + b)``.
+{_TEACHING}
+    Args:
+        num_transforms: planar layers.{_COMMON_ARGS}"""
+
+    family = "planar"
+    summary = "planar flow: layers x + u tanh(w.x + b), exact likelihood (for teaching)"
+
+    def _layers(self, dim: int):
+        return planar_layers(dim, int(self.num_transforms))
+
+
+@register
+class RadialFlow(_PlanarOrRadial):
+    __doc__ = f"""Radial flow (Rezende & Mohamed, 2015): layers ``x + beta (x - x0) /
+    (alpha + |x - x0|)``.
+{_TEACHING}
+    Args:
+        num_transforms: radial layers.{_COMMON_ARGS}"""
+
+    family = "radial"
+    summary = "radial flow: layers contracting or expanding around a point (for teaching)"
+
+    def _layers(self, dim: int):
+        return radial_layers(dim, int(self.num_transforms))
 
 
 @register

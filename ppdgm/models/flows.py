@@ -9,12 +9,14 @@ density is the fast direction (one network pass per layer, as in MAF) and sampli
 sequential one.
 
 NICE's additive coupling and its diagonal scaling are written here (Pyro's couplings are
-affine).
+affine). Pyro's planar and radial layers have no inverse; :class:`InvertiblePlanar` and
+:class:`InvertibleRadial` add one (a bisection along ``w`` and a closed-form radius).
 
 References: Dinh, Krueger & Bengio (2015), "NICE: Non-linear Independent Components
 Estimation"; Dinh, Sohl-Dickstein & Bengio (2017), "Density estimation using Real NVP";
 Papamakarios, Pavlakou & Murray (2017), "Masked Autoregressive Flow for Density Estimation";
-Durkan, Bekasov, Murray & Papamakarios (2019), "Neural Spline Flows".
+Durkan, Bekasov, Murray & Papamakarios (2019), "Neural Spline Flows"; Rezende & Mohamed
+(2015), "Variational Inference with Normalizing Flows".
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ __all__ = [
     "SoftClampedScale",
     "maf_layers",
     "nsf_layers",
+    "InvertiblePlanar",
+    "InvertibleRadial",
+    "planar_layers",
+    "radial_layers",
 ]
 
 
@@ -283,3 +289,82 @@ def nsf_layers(
             layers.append(PermuteLayer(_order(dim, 1)))
             inverted.append(False)
     return layers, inverted
+
+
+class InvertiblePlanar(T.Planar):
+    """Pyro's planar layer ``y = x + u_hat tanh(w.x + b)`` (``w.u_hat > -1``, so invertible),
+    with the inverse that Pyro leaves out and a log-determinant computed from ``x`` alone.
+
+    The inverse solves the scalar equation ``a + (w.u_hat) tanh(a) = w.y + b`` for
+    ``a = w.x + b`` (strictly increasing in ``a``, and ``a`` lies within ``|w.u_hat|`` of the
+    right-hand side) by ``bisection_steps`` halvings of that bracket, then ``x = y - u_hat
+    tanh(a)``. Pyro's layer reads its log-determinant from the last forward pass, which is
+    stale after an inverse; here it is recomputed from ``x``.
+    """
+
+    def __init__(self, input_dim: int, bisection_steps: int = 60):
+        super().__init__(int(input_dim))
+        self.bisection_steps = int(bisection_steps)
+
+    def _inverse(self, y):
+        bias, u, w = self._params()
+        u_hat = self.u_hat(u, w)
+        k = (w * u_hat).sum(-1)
+        c = y @ w + bias
+        lo, hi = c - k.abs(), c + k.abs()
+        for _ in range(self.bisection_steps):
+            mid = 0.5 * (lo + hi)
+            above = mid + k * torch.tanh(mid) > c
+            lo, hi = torch.where(above, lo, mid), torch.where(above, mid, hi)
+        a = 0.5 * (lo + hi)
+        return y - u_hat * torch.tanh(a).unsqueeze(-1)
+
+    def log_abs_det_jacobian(self, x, y):
+        bias, u, w = self._params()
+        u_hat = self.u_hat(u, w)
+        act = torch.tanh(x @ w + bias)
+        return torch.log(torch.abs(1 + (1 - act.pow(2)) * (w * u_hat).sum(-1)))
+
+
+class InvertibleRadial(T.Radial):
+    """Pyro's radial layer ``y = x + beta h(r) (x - x0)``, ``h = 1 / (alpha + r)``,
+    ``r = |x - x0|`` (``beta > -alpha``, so invertible), with the inverse that Pyro leaves out
+    and a log-determinant computed from ``x`` alone.
+
+    The map keeps the direction of ``x - x0`` and scales its length: ``|y - x0| = r (1 + beta
+    / (alpha + r))``, a quadratic in ``r`` whose positive root is the inverse radius.
+    """
+
+    def _alpha_beta(self):
+        x0, alpha_prime, beta_prime = self._params()
+        alpha = torch.nn.functional.softplus(alpha_prime)
+        return x0, alpha, -alpha + torch.nn.functional.softplus(beta_prime)
+
+    def _inverse(self, y):
+        x0, alpha, beta = self._alpha_beta()
+        diff = y - x0
+        r_y = diff.norm(dim=-1, keepdim=True)
+        b = alpha + beta - r_y
+        r = 0.5 * (-b + torch.sqrt(b * b + 4 * alpha * r_y))
+        return x0 + diff / (1 + beta / (alpha + r))
+
+    def log_abs_det_jacobian(self, x, y):
+        x0, alpha, beta = self._alpha_beta()
+        r = (x - x0).norm(dim=-1, keepdim=True)
+        h = 1 / (alpha + r)
+        beta_h = beta * h
+        log_det = (x.shape[-1] - 1) * torch.log1p(beta_h) + torch.log1p(beta_h - beta * h * h * r)
+        return log_det.squeeze(-1)
+
+
+def planar_layers(dim: int, num_transforms: int):
+    """Planar layers (:class:`InvertiblePlanar`), used inverted: the density side takes the
+    closed-form direction and sampling the bisection."""
+    layers = [InvertiblePlanar(dim) for _ in range(num_transforms)]
+    return layers, [True] * len(layers)
+
+
+def radial_layers(dim: int, num_transforms: int):
+    """Radial layers (:class:`InvertibleRadial`), used inverted like the planar ones."""
+    layers = [InvertibleRadial(dim) for _ in range(num_transforms)]
+    return layers, [True] * len(layers)
