@@ -265,6 +265,37 @@ def test_order_agnostic_elbo_is_one_orderings_exact_likelihood_at_a_time():
         ELBO()(model.model, learned_guide)(xs)
 
 
+def test_all_orderings_per_step_is_the_exact_mean_that_one_ordering_estimates():
+    orders = random_orders(5, 3, torch.Generator().manual_seed(2))
+    model = _made(orders)
+    xs = torch.tensor(list(itertools.product([0.0, 1.0], repeat=5)))[::3]
+    # the batched pass gives each ordering's logits, as the one-ordering pass does
+    every = model.logits_all(xs)
+    assert every.shape == (len(xs), 3, 5)
+    for k in range(3):
+        torch.testing.assert_close(every[:, k], model.logits(xs, k))
+    each = model.log_prob_each(xs)
+    # the program's loss is the mean over orderings of their NLLs, the same at every seed,
+    # and the mean of what the one-ordering ELBO gives at each draw
+    loss = ExactNLL()(model.model_all_orderings, None)
+    values = set()
+    for seed in range(3):
+        pyro.set_rng_seed(seed)
+        values.add(round(loss(xs).item(), 4))
+    expected = -each.sum(1).mean()
+    assert values == {round(expected.item(), 4)}
+    assert expected > -model.log_prob(xs).sum()  # below the mixture (Jensen), not equal to it
+    # the estimator picks the program: all orderings with ExactNLL, one with the ELBO
+    d = load_data("digits-binary")
+    for per_step, objective, guided in (("all", ExactNLL, False), ("one", ELBO, True)):
+        est = MADE(hidden_dims=(8,), num_orderings=2, orderings_per_step=per_step, seed=0)
+        est.set_params(device="cpu").fit(d.x_train[:64], num_steps=1)
+        assert isinstance(est._objective(), objective)
+        assert (est._programs()[1] is not None) == guided
+    with pytest.raises(ConfigError, match="unknown orderings_per_step 'some'"):
+        MADE(orderings_per_step="some")
+
+
 @pytest.mark.parametrize("cls", [NADE, MADE], ids=["nade", "made"])
 def test_nade_and_made_learn_the_binary_digits(cls):
     d = load_data("digits-binary")

@@ -24,6 +24,7 @@ import math
 
 import pyro
 import pyro.distributions as dist
+import pyro.poutine as poutine
 import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule
@@ -155,6 +156,19 @@ class MADENet(nn.Module):
                 h = F.dropout(F.relu(h), self.dropout, self.training)
         return h + F.linear(x, self.direct.weight * self.direct_mask.index_select(0, k)[0])
 
+    def forward_all(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits of every ordering at once, (N, K, D): each layer applies the K masked
+        weight matrices in one batched product (dropout drawn for each ordering apart)."""
+        h = x.unsqueeze(1)  # (N, 1, D): the same input under every ordering
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            weight = layer.weight * getattr(self, f"mask{i}")  # (K, out, in)
+            h = torch.einsum("nki,koi->nko", h.expand(-1, weight.shape[0], -1), weight)
+            h = h + layer.bias
+            if i < last:
+                h = F.dropout(F.relu(h), self.dropout, self.training)
+        return h + torch.einsum("ni,koi->nko", x, self.direct.weight * self.direct_mask)
+
 
 class NADENet(nn.Module):
     """NADE's conditionals: ``h_d = sigmoid(c + W[:, <d] x_<d)`` and
@@ -234,14 +248,32 @@ class AutoregressiveBernoulli(PyroModule):
         if self.num_orderings > 1:
             pyro.sample("ordering", self._ordering_prior())
 
+    def logits_all(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, K, D) logits of every ordering (one batched pass where the net has
+        ``forward_all``)."""
+        if hasattr(self.net, "forward_all"):
+            return self.net.forward_all(x)
+        return torch.stack([self.logits(x, k) for k in range(self.num_orderings)], 1)
+
+    def model_all_orderings(self, x: torch.Tensor):
+        """The order-agnostic training program with the ordering summed out instead of drawn:
+        ``x`` observed under each of the K orderings with weight 1/K, so that its log-density
+        is the mean over orderings of their exact log-likelihoods, the expectation that
+        :meth:`model` with :meth:`guide` estimates from one drawn ordering (a lower bound on
+        the mixture's :meth:`log_prob`, by Jensen's inequality). Costs K passes per step and
+        has no latent site (no guide)."""
+        logits = self.logits_all(x).transpose(0, 1)  # (K, N, D)
+        with (
+            poutine.scale(scale=1.0 / self.num_orderings),
+            pyro.plate("orderings", self.num_orderings, dim=-2),
+            pyro.plate("data", x.shape[0], dim=-1),
+        ):
+            pyro.sample("x", dist.Bernoulli(logits=logits).to_event(1), obs=x)
+
     def log_prob_each(self, x: torch.Tensor) -> torch.Tensor:
         """log p_k(x) under each ordering ``k``; (K, N)."""
-        return torch.stack(
-            [
-                dist.Bernoulli(logits=self.logits(x, k)).log_prob(x).sum(-1)
-                for k in range(self.num_orderings)
-            ]
-        )
+        logits = self.logits_all(x).transpose(0, 1)
+        return dist.Bernoulli(logits=logits).log_prob(x).sum(-1)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log p(x) per example, in nats; (N,). With several orderings, the log of the
