@@ -275,6 +275,7 @@ def test_all_orderings_per_step_is_the_exact_mean_that_one_ordering_estimates():
     for k in range(3):
         torch.testing.assert_close(every[:, k], model.logits(xs, k))
     each = model.log_prob_each(xs)
+    torch.testing.assert_close(model.log_prob_each(xs, chunk_size=4), each)  # chunks agree
     # the program's loss is the mean over orderings of their NLLs, the same at every seed,
     # and the mean of what the one-ordering ELBO gives at each draw
     loss = ExactNLL()(model.model_all_orderings, None)

@@ -270,10 +270,14 @@ class AutoregressiveBernoulli(PyroModule):
         ):
             pyro.sample("x", dist.Bernoulli(logits=logits).to_event(1), obs=x)
 
-    def log_prob_each(self, x: torch.Tensor) -> torch.Tensor:
-        """log p_k(x) under each ordering ``k``; (K, N)."""
-        logits = self.logits_all(x).transpose(0, 1)
-        return dist.Bernoulli(logits=logits).log_prob(x).sum(-1)
+    def log_prob_each(self, x: torch.Tensor, chunk_size: int = 1024) -> torch.Tensor:
+        """log p_k(x) under each ordering ``k``; (K, N). Rows go through in chunks, so that
+        the (rows, K, hidden) activations of the batched pass stay bounded."""
+        parts = []
+        for xc in x.split(chunk_size):
+            logits = self.logits_all(xc).transpose(0, 1)
+            parts.append(dist.Bernoulli(logits=logits).log_prob(xc).sum(-1))
+        return torch.cat(parts, 1)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log p(x) per example, in nats; (N,). With several orderings, the log of the
