@@ -200,20 +200,18 @@ def flows(steps: int, seed: int, families: list[str]) -> None:
     )
     print(f"{'flow':<40} {'test NLL':>9} {'gap':>7} {'ms/step':>8}")
     peer_arch = {"num_transforms": 4, "hidden_dims": (64, 64)}
+    # the peers' architecture per family (zuko's and Pyro's 8 bins for NSF's two kinds)
+    peer_configs = {
+        "nsf": [
+            ("AR 4 x 64x2, 8 bins", {**peer_arch, "count_bins": 8}),
+            ("coupling 4 x 64x2, 8 bins", {**peer_arch, "count_bins": 8, "kind": "coupling"}),
+        ]
+    }
     for name in families:
         cls = get_family(name)
         configs = [("defaults", {})]
         if {"num_transforms", "hidden_dims"} <= set(cls.param_defaults()):  # the peers' too
-            if name == "nsf":  # zuko's and Pyro's 8 bins; autoregressive and coupling
-                configs.append(("AR 4 x 64x2, 8 bins", {**peer_arch, "count_bins": 8}))
-                configs.append(
-                    (
-                        "coupling 4 x 64x2, 8 bins",
-                        {**peer_arch, "count_bins": 8, "kind": "coupling"},
-                    )
-                )
-            else:
-                configs.append(("4 x 64x2", peer_arch))
+            configs += peer_configs.get(name, [("4 x 64x2", peer_arch)])
         for label, kw in configs:
             est = cls(seed=seed, device="cpu", **kw)
             start = time.perf_counter()
@@ -238,23 +236,17 @@ def flows(steps: int, seed: int, families: list[str]) -> None:
         f"time per step, ppdgm / peer (median of {reps} alternating runs of {timing_steps} "
         "steps; below 1: ppdgm is faster):"
     )
-    for (family, label, kw), peer in (
-        (("nsf", "defaults", {}), "zuko NSF tuned (6x128x2, 16 bins, cos)"),
-        (("nsf", "AR 4 x 64x2, 8 bins", {**peer_arch, "count_bins": 8}), "zuko NSF"),
-        (
-            (
-                "nsf",
-                "coupling 4 x 64x2, 8 bins",
-                {**peer_arch, "count_bins": 8, "kind": "coupling"},
-            ),
-            "Pyro spline coupling",
-        ),
-        (("maf", "4 x 64x2", peer_arch), "zuko MAF"),
-        (("maf", "4 x 64x2", peer_arch), "Pyro affine AR"),
+    for family, label, peer in (
+        ("nsf", "defaults", "zuko NSF tuned (6x128x2, 16 bins, cos)"),
+        ("nsf", "AR 4 x 64x2, 8 bins", "zuko NSF"),
+        ("nsf", "coupling 4 x 64x2, 8 bins", "Pyro spline coupling"),
+        ("maf", "4 x 64x2", "zuko MAF"),
+        ("maf", "4 x 64x2", "Pyro affine AR"),
     ):
         if family not in families or peer not in peers:
             continue
         cls = get_family(family)
+        kw = dict([("defaults", {}), *peer_configs.get(family, [("4 x 64x2", peer_arch)])])[label]
         build, cosine = peers[peer]
         ours_ms, peer_ms = [], []
         for _ in range(reps):

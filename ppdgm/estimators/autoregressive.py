@@ -40,18 +40,13 @@ class _BinaryAutoregressive(ExactLikelihoodEstimator):
     def _net(self, orders: torch.Tensor, generator: torch.Generator) -> torch.nn.Module:
         raise NotImplementedError
 
-    def _all_orderings_per_step(self) -> bool:
-        return self.model_.num_orderings > 1 and getattr(self, "orderings_per_step", "") == "all"
-
     def _programs(self):
-        if self._all_orderings_per_step():
-            return self.model_.model_all_orderings, None
         if self.model_.num_orderings > 1:
             return self.model_.model, self.model_.guide
         return super()._programs()
 
     def _objective(self):
-        if self.model_.num_orderings > 1 and not self._all_orderings_per_step():
+        if self.model_.num_orderings > 1:
             # the ordering is the only latent site, drawn uniformly by the guide as by the
             # prior: the ELBO is the mean over orderings of their exact log-likelihoods
             return ELBO()
@@ -195,3 +190,16 @@ class MADE(_BinaryAutoregressive):
 
     def _net(self, orders: torch.Tensor, generator: torch.Generator) -> torch.nn.Module:
         return MADENet(orders, tuple(self.hidden_dims), float(self.dropout), generator)
+
+    def _all_orderings_per_step(self) -> bool:
+        return self.model_.num_orderings > 1 and self.orderings_per_step == "all"
+
+    def _programs(self):
+        if self._all_orderings_per_step():  # no latent site: the exact NLL, no guide
+            return self.model_.model_all_orderings, None
+        return super()._programs()
+
+    def _objective(self):
+        if self._all_orderings_per_step():
+            return ExactLikelihoodEstimator._objective(self)
+        return super()._objective()
