@@ -18,6 +18,7 @@ from .estimators import (  # noqa: E402
     NADE,
     NICE,
     NSF,
+    RBM,
     VAE,
     CharRNN,
     Glow,
@@ -47,7 +48,17 @@ __all__ = [
     "PixelCNN",
     "CharRNN",
     "WaveNet",
+    "RBM",
+    "BernoulliRBM",
     "Trainer",
     "errors",
     "__version__",
 ]
+
+
+def __getattr__(name):
+    if name == "BernoulliRBM":  # imports scikit-learn's base classes: only when asked for
+        from .estimators.rbm_sklearn import BernoulliRBM
+
+        return BernoulliRBM
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 #: learning-rate schedules of :meth:`ppdgm.train.Trainer.run`
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "linear")
 
 
 def check_int(name: str, value: Any, low: int = 1) -> int:

@@ -90,14 +90,24 @@ def _train_options() -> argparse.ArgumentParser:
         default=None,
         help="optimizer steps in total (default 3000; with --resume: the run's own, or a new total)",
     )
-    o.add_argument("--batch-size", type=_positive(int), default=128)
-    o.add_argument("--lr", type=_positive(float), default=1e-3)
+    o.add_argument(
+        "--batch-size",
+        type=_positive(int),
+        default=None,
+        help="examples per step (default: the family's, 128 for most)",
+    )
+    o.add_argument(
+        "--lr",
+        type=_positive(float),
+        default=None,
+        help="learning rate (default: the family's, 1e-3 for most)",
+    )
     o.add_argument(
         "--lr-schedule",
         choices=LR_SCHEDULES,
         default=None,
-        help="constant, or cosine decay to 0 over the steps (default: the family's: cosine "
-        "for nsf, constant for the others)",
+        help="constant, or cosine or linear decay to 0 over the steps (default: the "
+        "family's: cosine for nsf, linear for rbm, constant for the others)",
     )
     o.add_argument(
         "--val-fraction",
@@ -577,8 +587,8 @@ def _new_config(args, load: bool = True) -> dict[str, Any]:
         "reshape_to": reshape,
         "image_shape": image_shape,
         "steps": args.steps or 3000,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
+        "batch_size": args.batch_size or cls.default_batch_size,
+        "lr": args.lr or cls.default_lr,
         "lr_schedule": args.lr_schedule or cls.default_lr_schedule,
         "iwae_k": args.iwae_k,
         "val_fraction": args.val_fraction,

@@ -43,10 +43,56 @@ __all__ = ["Trainer", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "ppdgm.checkpoint/1"
 _NO_BEST = {"step": None, "value": math.inf, "bad_evals": 0, "stopped": False}
+
+
+class SGD(torch.optim.SGD):
+    """:class:`torch.optim.SGD` (momentum, L2 weight decay) with a leaner step: three fused
+    ``foreach`` updates and no profiling wrapper. A small model's step (an RBM's, some 20
+    tensor operations) spends more time in ``torch.optim``'s per-step Python than in its
+    arithmetic; the update is the same, ``buf = momentum * buf + grad; p -= lr * buf`` (the
+    buffer starts at the first gradient), and so is the state dict."""
+
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, weight_decay: float = 0.0):
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if closure is not None:
+            raise ConfigError("ppdgm's SGD takes no closure")
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            if group["weight_decay"]:
+                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            momentum = group["momentum"]
+            if momentum:
+                states = [self.state[p] for p in params]
+                if all("momentum_buffer" in st for st in states):
+                    bufs = [st["momentum_buffer"] for st in states]
+                    torch._foreach_mul_(bufs, momentum)
+                    torch._foreach_add_(bufs, grads)
+                else:
+                    bufs = []
+                    for st, g in zip(states, grads, strict=True):
+                        if "momentum_buffer" not in st:
+                            st["momentum_buffer"] = g.detach().clone()
+                        else:
+                            st["momentum_buffer"].mul_(momentum).add_(g)
+                        bufs.append(st["momentum_buffer"])
+                grads = bufs
+            torch._foreach_add_(params, grads, alpha=-group["lr"])
+        return None
+
+    # torch.optim wraps each optimizer class's step with profiling hooks unless marked
+    step.hooked = True
+
+
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
-    "sgd": torch.optim.SGD,
+    "sgd": SGD,
     "rmsprop": torch.optim.RMSprop,
 }
 
@@ -227,9 +273,16 @@ class Trainer:
             the data are validated once when loaded).
         weight_decay: the optimizer's weight decay (decoupled, as in AdamW, for ``adamw``; an
             L2 penalty's gradient for the others).
-        lr_schedule: ``constant``, or ``cosine``: within :meth:`run`, the learning rate at step
-            ``t`` of ``T`` is ``lr * (1 + cos(pi * t / T)) / 2``, decaying to 0 at the last
-            step (a function of the step count alone, so a resumed run keeps the schedule).
+        lr_schedule: ``constant``; ``cosine``: within :meth:`run`, the learning rate at step
+            ``t`` of ``T`` is ``lr * (1 + cos(pi * t / T)) / 2``; ``linear``: ``lr * (1 - t / T)``.
+            Both decay to 0 at the last step, as functions of the step count alone, so a
+            resumed run keeps the schedule.
+        momentum: the momentum of ``sgd`` and ``rmsprop`` (refused for the others).
+
+    An objective whose module gives its gradient in closed form
+    (:meth:`~ppdgm.inference.ObjectiveModule.loss_and_gradients`, e.g. contrastive divergence
+    on an RBM) is stepped without an autograd graph; the optimizer, schedule, checkpoints and
+    history are the same.
     """
 
     def __init__(
@@ -248,6 +301,7 @@ class Trainer:
         validate: bool = False,
         weight_decay: float = 0.0,
         lr_schedule: str = "constant",
+        momentum: float = 0.0,
     ):
         if lr_schedule not in LR_SCHEDULES:
             raise ConfigError(
@@ -261,6 +315,10 @@ class Trainer:
             raise ConfigError(f"lr must be positive, got {lr}")
         if not weight_decay >= 0:
             raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
+        if not 0.0 <= momentum < 1.0:
+            raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
+        if momentum and optimizer not in ("sgd", "rmsprop"):
+            raise ConfigError(f"momentum applies to sgd and rmsprop, not {optimizer}")
         if int(batch_size) < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.guide = model, guide
@@ -284,12 +342,13 @@ class Trainer:
         self.lr = float(lr)
         self.lr_schedule = lr_schedule
         self.weight_decay = float(weight_decay)
-        self.optimizer = _make_optimizer(optimizer, self.params, lr, self.weight_decay)
+        self.optimizer = _make_optimizer(optimizer, self.params, lr, self.weight_decay, momentum)
         self.batch_size = int(batch_size)
         self.clip_grad_norm = clip_grad_norm
         self.validate = validate
         tensors = _unique([*self.params, *(b for m in modules.values() for b in m.buffers())])
         self._loss = _CompiledLoss(self.loss_module, tensors) if compile else self.loss_module
+        self._closed_form = getattr(self.loss_module, "loss_and_gradients", None)
         self.step_count = 0
         self.history: dict[str, list] = {"step": [], "loss": [], "eval_step": [], "eval": []}
         self._data_gen = torch.Generator().manual_seed(self.seed)
@@ -318,15 +377,24 @@ class Trainer:
         Raises:
             TrainingDivergedError: the loss is NaN or infinite (parameters are left unchanged).
         """
-        loss = self.loss(*batch)
+        closed = None
+        if self._closed_form is not None:
+            with torch.no_grad():
+                closed = self._closed_form(*batch, scale=1.0 / batch[0].shape[0])
+        loss = self.loss(*batch) if closed is None else closed[0]
         value = loss.item()
         if not math.isfinite(value):
             raise TrainingDivergedError(
                 f"the loss became {value} at step {self.step_count + 1}; try a smaller learning "
                 "rate or check the data"
             )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if closed is None:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        else:
+            grads = closed[1]
+            for p in self.params:
+                p.grad = grads.get(p)
         if self.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad_norm)
         self.optimizer.step()
@@ -465,10 +533,14 @@ class Trainer:
 
     def _schedule(self, num_steps: int) -> None:
         """Set the learning rate of the coming step from the schedule."""
+        if self.lr_schedule == "constant":
+            return
         if self.lr_schedule == "cosine":
             lr = 0.5 * self.lr * (1 + math.cos(math.pi * self.step_count / num_steps))
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+        else:
+            lr = self.lr * (1 - self.step_count / num_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def restore_best(self, best_path: str | Path | None = None) -> bool:
         """Load the parameters and buffers of the best evaluation into the modules.
@@ -576,11 +648,17 @@ class Trainer:
 
 
 def _make_optimizer(
-    name: str, params: list[torch.Tensor], lr: float, weight_decay: float = 0.0
+    name: str,
+    params: list[torch.Tensor],
+    lr: float,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
 ) -> torch.optim.Optimizer:
     """The optimizer; Adam and AdamW use PyTorch's fused kernels where the parameters allow
     (a quarter of a small model's step time on CPU goes to the optimizer otherwise)."""
     cls = OPTIMIZERS[name]
+    if name in ("sgd", "rmsprop"):
+        return cls(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
     if name in ("adam", "adamw") and all(
         p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
     ):

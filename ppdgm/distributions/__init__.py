@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from pyro.distributions import TorchDistribution, constraints
 from torch.distributions.utils import broadcast_all
 
-__all__ = ["DiscretizedLogistic"]
+__all__ = ["DiscretizedLogistic", "UnnormalizedDensity"]
 
 
 class DiscretizedLogistic(TorchDistribution):
@@ -91,3 +93,64 @@ class DiscretizedLogistic(TorchDistribution):
                 torch.log(u) - torch.log1p(-u)
             )
             return torch.round(x).clamp(0, self.num_bins - 1)
+
+
+class UnnormalizedDensity(TorchDistribution):
+    """A density known up to its normalizer: ``log_prob(x) = -energy(x)`` (+ an unknown const).
+
+    This is how an energy-based model declares its data site in a Pyro program::
+
+        pyro.sample("x", UnnormalizedDensity(self.energy, event_shape=(D,)), obs=x)
+
+    so that the program's trace carries the unnormalized log-density, and an objective that
+    needs more than the density (contrastive divergence needs the model's own samples) finds the
+    energy and the sampler through the site. It has no normalized ``log_prob``: a sum of these
+    log-densities is not a log-likelihood, and maximizing it alone diverges.
+
+    Args:
+        energy: maps (N, *event_shape) to (N,) energies.
+        event_shape: the shape of one example.
+        sampler: ``sampler(x, num_steps)`` runs ``num_steps`` of a Markov chain that leaves the
+            model's distribution invariant, from states ``x`` (e.g. block Gibbs for an RBM).
+        support: the support of ``x`` (default: the reals).
+    """
+
+    arg_constraints: dict = {}
+    has_rsample = False
+
+    def __init__(
+        self,
+        energy: Callable,
+        event_shape,
+        sampler: Callable | None = None,
+        support=constraints.real,
+        batch_shape=torch.Size(),
+        validate_args=None,
+    ):
+        self.energy = energy
+        self.sampler = sampler
+        self._support = support
+        super().__init__(torch.Size(batch_shape), torch.Size(event_shape), validate_args=False)
+
+    @property
+    def support(self):
+        return constraints.independent(self._support, len(self.event_shape))
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(UnnormalizedDensity, _instance)
+        new.energy, new.sampler, new._support = self.energy, self.sampler, self._support
+        super(UnnormalizedDensity, new).__init__(
+            torch.Size(batch_shape), self.event_shape, validate_args=False
+        )
+        return new
+
+    def log_prob(self, value):
+        """The unnormalized log-density ``-energy(value)``."""
+        flat = value.reshape(-1, *self.event_shape)
+        return -self.energy(flat).reshape(value.shape[: value.dim() - len(self.event_shape)])
+
+    def sample(self, sample_shape=torch.Size()):
+        raise NotImplementedError(
+            "an unnormalized density has no direct sampler; run its Markov chain (the model's "
+            "sample method, Gibbs or Langevin) instead"
+        )

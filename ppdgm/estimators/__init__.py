@@ -4,6 +4,7 @@ and builds each family's options from its constructor (see :mod:`ppdgm.estimator
 
 from .autoregressive import FVSBN, MADE, NADE
 from .base import REGISTRY, Estimator, get_family, load_estimator, register
+from .energy import RBM
 from .flows import CNF, MAF, NICE, NSF, Glow, PlanarFlow, RadialFlow, RealNVP
 from .pixelcnn import PixelCNN
 from .sequence import CharRNN, WaveNet
@@ -16,6 +17,8 @@ __all__ = [
     "get_family",
     "load_estimator",
     "VAE",
+    "RBM",
+    "BernoulliRBM",
     "FVSBN",
     "NADE",
     "MADE",
@@ -31,3 +34,12 @@ __all__ = [
     "CharRNN",
     "WaveNet",
 ]
+
+
+def __getattr__(name):
+    # scikit-learn's base classes take a second to import: load the drop-in when asked for
+    if name == "BernoulliRBM":
+        from .rbm_sklearn import BernoulliRBM
+
+        return BernoulliRBM
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -101,6 +101,9 @@ class Estimator:
     cli_defaults: ClassVar[dict[str, Any]] = {}
     #: the learning-rate schedule ``fit`` uses unless told (see :class:`~ppdgm.train.Trainer`)
     default_lr_schedule: ClassVar[str] = "constant"
+    #: the learning rate and batch size ``fit`` and ``ppdgm train`` use unless told
+    default_lr: ClassVar[float] = 1e-3
+    default_batch_size: ClassVar[int] = 128
     #: hyperparameters the command line sets through its own options, not the family's
     cli_managed: ClassVar[tuple[str, ...]] = ("seed", "device", "compile")
 
@@ -282,8 +285,8 @@ class Estimator:
         X,
         *,
         num_steps: int = 3000,
-        batch_size: int = 128,
-        lr: float = 1e-3,
+        batch_size: int | None = None,
+        lr: float | None = None,
         lr_schedule: str | None = None,
         X_val=None,
         early_stopping: int | None = None,
@@ -301,9 +304,10 @@ class Estimator:
 
         Args:
             num_steps: optimizer steps in total (a resumed fit continues up to it).
-            batch_size, lr: minibatch size and Adam learning rate.
-            lr_schedule: ``constant`` or ``cosine`` (decay to 0 over ``num_steps``); None: the
-                family's default (:attr:`default_lr_schedule`).
+            batch_size, lr: minibatch size and learning rate (None: the family's
+                :attr:`default_batch_size` and :attr:`default_lr`, 128 and 1e-3 for most).
+            lr_schedule: ``constant``, or ``cosine`` or ``linear`` decay to 0 over
+                ``num_steps``; None: the family's default (:attr:`default_lr_schedule`).
             X_val: validation data, held out from X. Its loss is tracked every
                 ``eval_every`` steps (default: 20 points over the run); the step with the
                 lowest is the best (:attr:`best_step_`) and its parameters are the fitted
@@ -340,19 +344,7 @@ class Estimator:
         x = torch.as_tensor(x, dtype=torch.float32, device=self.device_)
         self._data_init(x)
         x_val = self._tensor(X_val, "X_val") if X_val is not None else None
-        model, guide = self._programs()
-        trainer = Trainer(
-            model,
-            guide,
-            self._objective(),
-            lr=lr,
-            batch_size=batch_size,
-            seed=self.seed,
-            device=self.device_,
-            compile=self.compile,
-            lr_schedule=lr_schedule or self.default_lr_schedule,
-            **self._trainer_options(),
-        )
+        trainer = self._make_trainer(lr=lr, batch_size=batch_size, lr_schedule=lr_schedule)
         eval_fn = None
         if x_val is not None:
 
@@ -383,6 +375,27 @@ class Estimator:
             self.selected_step_ = self.best_step_
         self._set_eval()
         return self
+
+    def _make_trainer(
+        self,
+        lr: float | None = None,
+        batch_size: int | None = None,
+        lr_schedule: str | None = None,
+    ) -> Trainer:
+        """The one trainer over this family's programs and objective (built modules needed)."""
+        model, guide = self._programs()
+        return Trainer(
+            model,
+            guide,
+            self._objective(),
+            lr=self.default_lr if lr is None else lr,
+            batch_size=self.default_batch_size if batch_size is None else batch_size,
+            seed=self.seed,
+            device=self.device_,
+            compile=self.compile,
+            lr_schedule=lr_schedule or self.default_lr_schedule,
+            **self._trainer_options(),
+        )
 
     def _set_eval(self) -> None:
         for m in self._modules().values():

@@ -1,7 +1,10 @@
-"""Evaluation: ELBO, importance-weighted log-likelihood bounds in memory-bounded chunks, bits/dim."""
+"""Evaluation: ELBO, importance-weighted log-likelihood bounds in memory-bounded chunks, bits/dim,
+and the log partition function of energy models (exact by enumeration, annealed importance
+sampling with a reverse run that brackets it)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -9,7 +12,7 @@ import torch
 
 from ..inference.traces import log_weights
 
-__all__ = ["elbo", "iwae_bound", "bits_per_dim"]
+__all__ = ["elbo", "iwae_bound", "bits_per_dim", "ais", "AISResult", "log_partition"]
 
 
 def _chunks(n: int, size: int):
@@ -103,3 +106,117 @@ def elbo(
 def bits_per_dim(nll_nats: float | torch.Tensor, num_dims: int) -> float | torch.Tensor:
     """Convert a negative log-likelihood in nats per example to bits per dimension."""
     return nll_nats / (num_dims * math.log(2.0))
+
+
+@dataclasses.dataclass
+class AISResult:
+    """The result of :func:`ais`.
+
+    Attributes:
+        log_z: the forward estimate, log of the mean importance weight. Its exponential is
+            unbiased for Z, so by Jensen's inequality log_z underestimates log Z on average (a
+            stochastic lower bound): log-likelihoods computed with it err on the high side.
+        log_z_reverse: the reverse estimate (chains run from the model's samples down to the
+            base), or None. Its exponential is unbiased for 1/Z when the chains start at exact
+            samples of the model, so it overestimates log Z on average (a stochastic upper
+            bound); with approximate samples (long Gibbs runs) the bound is approximate too.
+        log_weights: (num_chains,) forward log importance weights.
+        ess: effective sample size of the forward weights (close to 1 means one chain
+            dominates: use more intermediate distributions).
+        num_betas: the number of intermediate distributions.
+    """
+
+    log_z: float
+    log_z_reverse: float | None
+    log_weights: torch.Tensor
+    ess: float
+    num_betas: int
+
+    def __float__(self) -> float:
+        return self.log_z
+
+
+def _mean_log(lw: torch.Tensor) -> float:
+    return float(torch.logsumexp(lw, 0) - math.log(lw.shape[0]))
+
+
+@torch.no_grad()
+def ais(
+    path,
+    num_chains: int = 100,
+    num_betas: int = 10_000,
+    *,
+    reverse_from: torch.Tensor | None = None,
+    seed: int | None = 0,
+) -> AISResult:
+    """Annealed importance sampling of log Z (Neal, 2001), for any model that gives a path.
+
+    Chains start at exact samples of a base distribution whose normalizer is known and move
+    through ``num_betas`` distributions p_beta, beta evenly spaced from 0 to 1, by transitions
+    that leave each invariant; the log weights accumulate ``log p*_{k+1}(v) - log p*_k(v)``.
+    With ``reverse_from`` (samples of the model, e.g. long Gibbs chains), the same path is run
+    backwards from them, giving an estimate that errs the other way (Burda et al., 2015), so
+    the two bracket log Z on average (see :class:`AISResult`).
+
+    Args:
+        path: the annealing path, e.g. :meth:`ppdgm.models.RBM.annealing_path`: it has
+            ``log_z_base``, ``sample_base(n)``, ``log_unnormalized(v, beta)`` (shape (n,)) and
+            ``transition(v, beta)``.
+        num_chains: independent chains (the weights are averaged over them).
+        num_betas: intermediate distributions, including both ends (at least 2).
+        reverse_from: (M, ...) samples of the model to start the reverse run from.
+        seed: seeds the chains (None: the current random state); the caller's random state is
+            left as it was.
+    """
+    from .._utils import check_int
+
+    check_int("num_chains", num_chains)
+    check_int("num_betas", num_betas, low=2)
+    betas = torch.linspace(0.0, 1.0, int(num_betas), dtype=torch.float64).tolist()
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(int(seed))
+        v = path.sample_base(int(num_chains))
+        lw = torch.zeros(v.shape[0], dtype=torch.float64, device=v.device)
+        for k in range(1, len(betas)):
+            lw += (
+                path.log_unnormalized(v, betas[k]) - path.log_unnormalized(v, betas[k - 1])
+            ).double()
+            if k < len(betas) - 1:
+                v = path.transition(v, betas[k])
+        reverse = None
+        if reverse_from is not None:
+            v = reverse_from
+            lr = torch.zeros(v.shape[0], dtype=torch.float64, device=v.device)
+            for k in range(len(betas) - 1, 0, -1):
+                lr += (
+                    path.log_unnormalized(v, betas[k - 1]) - path.log_unnormalized(v, betas[k])
+                ).double()
+                if k > 1:
+                    v = path.transition(v, betas[k - 1])
+            # the mean of exp(lr) estimates Z_base / Z
+            reverse = path.log_z_base - _mean_log(lr)
+    w = torch.softmax(lw, 0)
+    return AISResult(
+        log_z=path.log_z_base + _mean_log(lw),
+        log_z_reverse=reverse,
+        log_weights=lw.cpu(),
+        ess=float(1.0 / (w**2).sum()),
+        num_betas=int(num_betas),
+    )
+
+
+def log_partition(model, method: str = "exact", **options) -> float | AISResult:
+    """log Z of an energy model: ``exact`` (its ``log_partition_exact``, by enumeration) or
+    ``ais`` (:func:`ais` along its ``annealing_path()``; ``options`` go to :func:`ais`, with
+    ``base_bias`` to the path)."""
+    from ..errors import ConfigError
+
+    if method == "exact":
+        if options:
+            raise ConfigError(f"exact log Z takes no options, got {sorted(options)}")
+        return float(model.log_partition_exact())
+    if method == "ais":
+        path = model.annealing_path(options.pop("base_bias", None))
+        return ais(path, **options)
+    raise ConfigError(f"unknown method {method!r}; choose exact or ais")

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import importlib
 
-from .objectives import ELBO, IWAE, ExactNLL, Objective, ObjectiveModule, SemiSupervisedELBO
+from .objectives import (
+    ELBO,
+    IWAE,
+    ContrastiveDivergence,
+    ExactNLL,
+    Objective,
+    ObjectiveModule,
+    SemiSupervisedELBO,
+)
 from .traces import log_weights, run_pair
 
 __all__ = [
+    "ContrastiveDivergence",
     "ELBO",
     "ExactNLL",
     "IWAE",

@@ -19,7 +19,15 @@ from torch.distributions import kl_divergence
 from ..errors import ConfigError
 from .traces import log_weights, run_pair, sample_sites, site_log_prob
 
-__all__ = ["Objective", "ObjectiveModule", "ELBO", "IWAE", "SemiSupervisedELBO", "ExactNLL"]
+__all__ = [
+    "Objective",
+    "ObjectiveModule",
+    "ELBO",
+    "IWAE",
+    "SemiSupervisedELBO",
+    "ExactNLL",
+    "ContrastiveDivergence",
+]
 
 
 class ObjectiveModule(nn.Module):
@@ -34,6 +42,12 @@ class ObjectiveModule(nn.Module):
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
         return self.objective.loss(self.model, self.guide, *args, **kwargs)
+
+    def loss_and_gradients(self, *batch, scale: float = 1.0):
+        """``(loss * scale, {parameter: gradient})`` computed in closed form with no autograd
+        graph, or None where this objective has no closed form for these programs (the
+        trainer then differentiates :meth:`forward`)."""
+        return None
 
 
 class Objective:
@@ -198,3 +212,116 @@ class ExactNLL(Objective):
                     "latent; fit it with ELBO or IWAE"
                 )
         return -sum(site_log_prob(site).sum() for site in sites)
+
+
+class ContrastiveDivergence(Objective):
+    """Contrastive divergence (Hinton, 2002) and persistent CD (Tieleman, 2008) for a model
+    whose data site is an :class:`~ppdgm.distributions.UnnormalizedDensity`.
+
+    The loss on a batch x of N examples is ``sum_n E(x_n) - (N/M) sum_m E(x~_m)``, where the M
+    negatives x~ come from ``num_steps`` transitions of the site's Markov chain: started at the
+    data (CD-k) or where the previous step left its ``num_chains`` persistent chains (PCD-k; the
+    chains are the objective's state and travel in checkpoints). The negatives are held fixed,
+    so the gradient is the data's expected energy gradient minus the model's, estimated: the
+    negative log-likelihood gradient, biased by the short chains. Where the model provides
+    ``contrastive_gradients(x, negatives, scale)`` (an RBM's difference of sufficient
+    statistics), the trainer uses that closed form and builds no graph.
+
+    Args:
+        num_steps: k, the Markov-chain transitions per step.
+        persistent: keep the chains between steps (PCD) instead of restarting at the data.
+        num_chains: persistent chains (default: the first batch's size).
+    """
+
+    def __init__(self, num_steps: int = 1, persistent: bool = False, num_chains: int | None = None):
+        if int(num_steps) < 1:
+            raise ConfigError(f"num_steps must be >= 1, got {num_steps}")
+        if num_chains is not None and int(num_chains) < 1:
+            raise ConfigError(f"num_chains must be >= 1, got {num_chains}")
+        self.num_steps = int(num_steps)
+        self.persistent = bool(persistent)
+        self.num_chains = None if num_chains is None else int(num_chains)
+
+    def __call__(self, model: Callable, guide: Callable) -> ObjectiveModule:
+        if guide is not None:
+            raise ConfigError(
+                "contrastive divergence fits a model with no latent sites; pass guide=None"
+            )
+        return _ContrastiveDivergenceModule(self, model, guide)
+
+    def loss(self, model, guide, *args, **kwargs):
+        raise ConfigError(
+            "contrastive divergence keeps chains between steps: use the module that "
+            "ContrastiveDivergence()(model, None) returns"
+        )
+
+
+class _ContrastiveDivergenceModule(ObjectiveModule):
+    """The objective bound to its model, with the persistent chains as a buffer."""
+
+    def __init__(self, objective: ContrastiveDivergence, model: Callable, guide: Callable):
+        super().__init__(objective, model, guide)
+        self.register_buffer("chains", torch.empty(0))
+        self._density = None
+
+    def density(self, x: torch.Tensor):
+        """The model's unnormalized data density, found once from a trace of the program."""
+        if self._density is None:
+            from ..distributions import UnnormalizedDensity
+
+            trace = pyro.poutine.trace(self.model).get_trace(x)
+            found = [
+                s["fn"]
+                for s in sample_sites(trace)
+                if s["is_observed"] and isinstance(s["fn"], UnnormalizedDensity)
+            ]
+            latent = [s["name"] for s in sample_sites(trace) if not s["is_observed"]]
+            if len(found) != 1 or latent:
+                raise ConfigError(
+                    "contrastive divergence needs a program with one observed "
+                    "UnnormalizedDensity site and no latent sites; found "
+                    f"{len(found)} such sites and latent sites {latent}"
+                )
+            if found[0].sampler is None:
+                raise ConfigError(
+                    "contrastive divergence needs the UnnormalizedDensity's sampler (a Markov "
+                    "chain that leaves the model invariant)"
+                )
+            self._density = found[0]
+        return self._density
+
+    def negatives(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's samples for this step (and, for PCD, the chains' new state)."""
+        objective = self.objective
+        density = self.density(x)
+        if not objective.persistent:
+            start = x
+        elif self.chains.shape[1:] == x.shape[1:] and self.chains.device == x.device:
+            start = self.chains
+        else:  # the first step: the chains start at data
+            m = objective.num_chains or x.shape[0]
+            start = x[torch.randint(x.shape[0], (m,), device=x.device)] if m != x.shape[0] else x
+        with torch.no_grad():
+            neg = density.sampler(start.detach(), objective.num_steps)
+        if objective.persistent:
+            self.chains = neg
+        return neg
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        neg = self.negatives(x)
+        energy = self.density(x).energy
+        return energy(x).sum() - (x.shape[0] / neg.shape[0]) * energy(neg).sum()
+
+    def loss_and_gradients(self, x: torch.Tensor, scale: float = 1.0):
+        owner = getattr(self.density(x).energy, "__self__", None)
+        closed = getattr(owner, "contrastive_gradients", None)
+        if closed is None:
+            return None
+        return closed(x, self.negatives(x), scale)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # the chains' shape is set by the first batch: take the checkpoint's
+        key = prefix + "chains"
+        if key in state_dict:
+            self.chains = torch.empty_like(state_dict[key], device=self.chains.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -1,0 +1,308 @@
+"""Energy-based models as Pyro programs: restricted Boltzmann machines.
+
+An energy model declares its data site with an unnormalized density,
+``log p(x) = -F(x) - log Z``, through :class:`~ppdgm.distributions.UnnormalizedDensity`; the
+site carries the (free) energy and a Markov chain that leaves the model invariant, which is all
+that contrastive divergence needs (:class:`~ppdgm.inference.ContrastiveDivergence`). The
+partition function is computed apart: exactly by enumeration for small models, by annealed
+importance sampling otherwise (:mod:`ppdgm.evaluation`), along the path
+:meth:`RBM.annealing_path` gives.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import torch
+import torch.nn.functional as F
+from pyro.distributions import constraints
+from pyro.nn import PyroModule
+from torch import nn
+
+from ..distributions import UnnormalizedDensity
+from ..errors import ConfigError
+
+__all__ = ["RBM", "RBMAnnealingPath", "VISIBLE_UNITS", "binary_states", "bernoulli"]
+
+VISIBLE_UNITS = ("bernoulli", "gaussian")
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def binary_states(num_units: int, start: int = 0, stop: int | None = None, device=None):
+    """The binary vectors with integer codes ``start .. stop-1`` (all 2**num_units by default),
+    one per row, bit ``i`` of the code in column ``i``; shape (stop - start, num_units)."""
+    stop = 2**num_units if stop is None else stop
+    codes = torch.arange(start, stop, device=device)
+    bits = 2 ** torch.arange(num_units, device=device)
+    return ((codes[:, None] & bits) > 0).to(torch.get_default_dtype())
+
+
+def bernoulli(p: torch.Tensor) -> torch.Tensor:
+    """Binary draws with probabilities ``p`` (a uniform compared with p: several times faster
+    than ``torch.bernoulli`` on small CPU tensors, the same distribution)."""
+    return (torch.rand_like(p) < p).to(p.dtype)
+
+
+class RBM(PyroModule):
+    """A restricted Boltzmann machine: binary hidden units h, visible units v.
+
+    Bernoulli visible units (Hinton, 2002): ``E(v, h) = -b.v - c.h - h.W v``. Gaussian visible
+    units with unit variance (for standardized data; Hinton & Salakhutdinov, 2006):
+    ``E(v, h) = |v - b|^2 / 2 - c.h - h.W v``. Summing h out gives the free energy
+    ``F(v) = -b.v - sum_j softplus(c_j + W_j.v)`` (Bernoulli; ``|v - b|^2 / 2`` in place of
+    ``-b.v`` for Gaussian units), and ``log p(v) = -F(v) - log Z``.
+
+    Args:
+        num_visible, num_hidden: D and H.
+        visible: ``bernoulli`` or ``gaussian``.
+        init_std: standard deviation of the initial weights (biases start at zero).
+        generator: a :class:`torch.Generator` for the initial weights.
+
+    Attributes:
+        weight: (H, D) weights (scikit-learn's ``components_``).
+        visible_bias: (D,) b.  hidden_bias: (H,) c.
+    """
+
+    def __init__(
+        self,
+        num_visible: int,
+        num_hidden: int,
+        visible: str = "bernoulli",
+        init_std: float = 0.01,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        if visible not in VISIBLE_UNITS:
+            raise ConfigError(
+                f"unknown visible units {visible!r}; choose one of {', '.join(VISIBLE_UNITS)}"
+            )
+        self.num_visible, self.num_hidden, self.visible = int(num_visible), int(num_hidden), visible
+        w = torch.randn(self.num_hidden, self.num_visible, generator=generator) * float(init_std)
+        self.weight = nn.Parameter(w)
+        self.visible_bias = nn.Parameter(torch.zeros(self.num_visible))
+        self.hidden_bias = nn.Parameter(torch.zeros(self.num_hidden))
+
+    # -- conditionals --------------------------------------------------------------------------
+    def hidden_logits(self, v: torch.Tensor) -> torch.Tensor:
+        """(N, H) pre-activations c + W v."""
+        return torch.addmm(self.hidden_bias, v, self.weight.t())
+
+    def hidden_probs(self, v: torch.Tensor) -> torch.Tensor:
+        """(N, H) p(h_j = 1 | v), the features scikit-learn's ``transform`` gives."""
+        return torch.sigmoid(self.hidden_logits(v))
+
+    def visible_mean(self, h: torch.Tensor) -> torch.Tensor:
+        """(N, D) E[v | h]: sigmoid(b + W^T h) (Bernoulli) or b + W^T h (Gaussian)."""
+        a = torch.addmm(self.visible_bias, h, self.weight)
+        return torch.sigmoid(a) if self.visible == "bernoulli" else a
+
+    def sample_hidden(self, v: torch.Tensor) -> torch.Tensor:
+        return bernoulli(self.hidden_probs(v))
+
+    def sample_visible(self, h: torch.Tensor) -> torch.Tensor:
+        mean = self.visible_mean(h)
+        if self.visible == "bernoulli":
+            return bernoulli(mean)
+        return mean + torch.randn_like(mean)
+
+    @torch.no_grad()
+    def gibbs(self, v: torch.Tensor, num_steps: int = 1) -> torch.Tensor:
+        """``num_steps`` sweeps of block Gibbs sampling (h given v, then v given h) from v."""
+        params = self._parameters  # PyroModule's attribute lookup is slow on a hot path
+        w, b, c = params["weight"], params["visible_bias"], params["hidden_bias"]
+        wt = w.t()
+        for _ in range(int(num_steps)):
+            h = bernoulli(torch.sigmoid(torch.addmm(c, v, wt)))
+            a = torch.addmm(b, h, w)
+            v = (
+                bernoulli(torch.sigmoid(a))
+                if self.visible == "bernoulli"
+                else a.add_(torch.randn_like(a))
+            )
+        return v
+
+    # -- densities -----------------------------------------------------------------------------
+    def _visible_term(self, v: torch.Tensor) -> torch.Tensor:
+        if self.visible == "bernoulli":
+            return v @ self.visible_bias
+        return -0.5 * (v - self.visible_bias).pow(2).sum(-1)
+
+    def free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        """(N,) F(v) = -log sum_h exp(-E(v, h))."""
+        return -self._visible_term(v) - F.softplus(self.hidden_logits(v)).sum(-1)
+
+    def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """(N,) the joint energy E(v, h)."""
+        return -self._visible_term(v) - h @ self.hidden_bias - ((h @ self.weight) * v).sum(-1)
+
+    def model(self, x: torch.Tensor | None = None):
+        """The program: ``x`` (N, D) observed under the unnormalized density exp(-F(x))."""
+        if x is None:
+            raise ConfigError("an RBM's program scores data; draw samples with sample(n)")
+        support = constraints.boolean if self.visible == "bernoulli" else constraints.real
+        density = UnnormalizedDensity(
+            self.free_energy, (self.num_visible,), sampler=self.gibbs, support=support
+        )
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", density, obs=x)
+
+    def log_prob(self, x: torch.Tensor, log_z: float | torch.Tensor) -> torch.Tensor:
+        """(N,) log p(x) = -F(x) - log Z, given log Z (from :meth:`log_partition_exact` or
+        annealed importance sampling)."""
+        return -self.free_energy(x) - log_z
+
+    @torch.no_grad()
+    def sample(
+        self, num_samples: int, num_steps: int = 1000, init: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Draw by ``num_steps`` sweeps of block Gibbs sampling, from ``init`` or from the
+        visible units alone (the model with W = 0); the last sweep's visible states."""
+        if init is None:
+            mean = self.visible_bias.expand(int(num_samples), -1)
+            init = (
+                bernoulli(torch.sigmoid(mean))
+                if self.visible == "bernoulli"
+                else mean + torch.randn_like(mean)
+            )
+        return self.gibbs(init, num_steps)
+
+    # -- the partition function ----------------------------------------------------------------
+    @torch.no_grad()
+    def log_partition_exact(self, max_units: int = 24, chunk: int = 2**14) -> torch.Tensor:
+        """log Z by enumerating the smaller layer (the hidden one for Gaussian visible units),
+        summing the other out in closed form; refuses more than ``max_units`` units there."""
+        by_hidden = self.visible == "gaussian" or self.num_hidden <= self.num_visible
+        units = self.num_hidden if by_hidden else self.num_visible
+        if units > max_units:
+            raise ConfigError(
+                f"exact log Z enumerates 2**{units} states of the "
+                f"{'hidden' if by_hidden else 'visible'} layer, more than 2**{max_units}; use "
+                "annealed importance sampling (method='ais')"
+            )
+        device = self.weight.device
+        terms = []
+        for start in range(0, 2**units, chunk):
+            s = binary_states(units, start, min(2**units, start + chunk), device=device)
+            terms.append(self._log_marginal_hidden(s) if by_hidden else -self.free_energy(s))
+        return torch.logsumexp(torch.cat(terms), 0)
+
+    def _log_marginal_hidden(self, h: torch.Tensor) -> torch.Tensor:
+        """(M,) log sum_v exp(-E(v, h)) (an integral for Gaussian units)."""
+        a = torch.addmm(self.visible_bias, h, self.weight)
+        if self.visible == "bernoulli":
+            return h @ self.hidden_bias + F.softplus(a).sum(-1)
+        b = self.visible_bias
+        return (
+            h @ self.hidden_bias
+            + 0.5 * (a.pow(2).sum(-1) - b.pow(2).sum())
+            + 0.5 * self.num_visible * _LOG_2PI
+        )
+
+    def annealing_path(self, base_bias: torch.Tensor | None = None) -> RBMAnnealingPath:
+        """The path of annealed importance sampling from a model with no weights to this one
+        (Salakhutdinov & Murray, 2008); ``base_bias`` is the base model's visible biases (the
+        data's log-odds, or mean for Gaussian units, make a good base; default: this model's)."""
+        return RBMAnnealingPath(self, base_bias)
+
+    # -- contrastive divergence ----------------------------------------------------------------
+    @torch.no_grad()
+    def contrastive_gradients(
+        self, x: torch.Tensor, negatives: torch.Tensor, scale: float = 1.0
+    ) -> tuple[torch.Tensor, dict[torch.Tensor, torch.Tensor]]:
+        """The loss ``scale * (sum F(x) - (N/M) sum F(negatives))`` and its gradient in closed
+        form (a difference of expected sufficient statistics), with no autograd graph.
+
+        Rows of data and negatives are stacked with weights ``-scale`` and ``scale N / M``, so
+        that each statistic is one weighted product (a small model's step is dominated by the
+        number of tensor operations, not their size).
+
+        Args:
+            x: (N, D) data.  negatives: (M, D) the model's samples.
+        """
+        params = self._parameters  # PyroModule's attribute lookup is slow on a hot path
+        w, b, c = params["weight"], params["visible_bias"], params["hidden_bias"]
+        n, m = x.shape[0], negatives.shape[0]
+        coef = self._row_weights(n, m, float(scale), x)
+        v = torch.cat((x, negatives))
+        a = torch.addmm(c, v, w.t())
+        weighted = torch.sigmoid(a).mul_(coef[:, None])
+        grad_w = weighted.t() @ v
+        grad_c = weighted.sum(0)
+        # the weights sum to zero, so the Gaussian units' sum of coef * (v - b) is coef @ v
+        grad_b = coef @ v
+        # loss = -sum_r coef_r F(v_r) = sum_r coef_r (visible term + sum_j softplus(a_rj))
+        loss = (coef @ F.softplus(a)).sum() + grad_b @ b
+        if self.visible == "gaussian":
+            loss = loss - 0.5 * (coef @ v.square().sum(1))
+        return loss, {w: grad_w, b: grad_b, c: grad_c}
+
+    def _row_weights(self, n: int, m: int, scale: float, like: torch.Tensor) -> torch.Tensor:
+        key = (n, m, scale, like.device, like.dtype)
+        cache = self.__dict__.setdefault("_row_weight_cache", {})
+        if key not in cache:
+            cache.clear()
+            cache[key] = torch.cat(
+                (
+                    torch.full((n,), -scale, dtype=like.dtype, device=like.device),
+                    torch.full((m,), scale * n / m, dtype=like.dtype, device=like.device),
+                )
+            )
+        return cache[key]
+
+
+class RBMAnnealingPath:
+    """The distributions p_beta, beta from 0 to 1, between an RBM with no weights and base
+    visible biases b_A (beta = 0, normalizer in closed form) and the RBM (beta = 1):
+    ``log p*_beta(v) = (1 - beta) A(v) + beta B(v) + sum_j softplus(beta (c_j + W_j.v))``,
+    where A and B are the base's and the model's visible terms; the hidden units of the base
+    are uniform and contribute H log 2 to its normalizer. The transition is one sweep of block
+    Gibbs sampling of the interpolated joint, which leaves p_beta invariant.
+
+    This is the protocol :func:`ppdgm.evaluation.ais` uses for any model: ``log_z_base``,
+    ``sample_base(n)``, ``log_unnormalized(v, beta)`` and ``transition(v, beta)``.
+    """
+
+    def __init__(self, rbm: RBM, base_bias: torch.Tensor | None = None):
+        self.rbm = rbm
+        b = rbm.visible_bias.detach() if base_bias is None else base_bias
+        self.base_bias = torch.as_tensor(b, dtype=rbm.weight.dtype, device=rbm.weight.device)
+        if self.base_bias.shape != (rbm.num_visible,):
+            raise ConfigError(
+                f"base_bias must have shape ({rbm.num_visible},), got {tuple(self.base_bias.shape)}"
+            )
+        if rbm.visible == "bernoulli":
+            visible_z = F.softplus(self.base_bias).sum()
+        else:
+            visible_z = torch.tensor(0.5 * rbm.num_visible * _LOG_2PI)
+        self.log_z_base = float(visible_z) + rbm.num_hidden * math.log(2.0)
+
+    def _visible_term(self, v, bias):
+        if self.rbm.visible == "bernoulli":
+            return v @ bias
+        return -0.5 * (v - bias).pow(2).sum(-1)
+
+    @torch.no_grad()
+    def sample_base(self, num_samples: int) -> torch.Tensor:
+        mean = self.base_bias.expand(int(num_samples), -1)
+        if self.rbm.visible == "bernoulli":
+            return bernoulli(torch.sigmoid(mean))
+        return mean + torch.randn_like(mean)
+
+    @torch.no_grad()
+    def log_unnormalized(self, v: torch.Tensor, beta: float) -> torch.Tensor:
+        r = self.rbm
+        return (
+            (1.0 - beta) * self._visible_term(v, self.base_bias)
+            + beta * self._visible_term(v, r.visible_bias)
+            + F.softplus(beta * r.hidden_logits(v)).sum(-1)
+        )
+
+    @torch.no_grad()
+    def transition(self, v: torch.Tensor, beta: float) -> torch.Tensor:
+        r = self.rbm
+        h = bernoulli(torch.sigmoid(beta * r.hidden_logits(v)))
+        a = (1.0 - beta) * self.base_bias + beta * torch.addmm(r.visible_bias, h, r.weight)
+        if r.visible == "bernoulli":
+            return bernoulli(torch.sigmoid(a))
+        return a + torch.randn_like(a)
