@@ -54,6 +54,16 @@ def _positive(kind):
     return parse
 
 
+def _non_negative(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
 def _fraction(text):
     try:
         value = float(text)
@@ -181,7 +191,8 @@ def family_options(cls) -> list[_Option]:
         elif "float" in annotation and "str" in annotation:
             kwargs["type"] = _number_or_text
         elif isinstance(default, float) or annotation.startswith("float"):
-            kwargs["type"] = _positive(float)
+            # 0 is a fine dropout, weight decay or momentum; the estimator refuses bad ranges
+            kwargs["type"] = _non_negative
         elif isinstance(default, int) or annotation.startswith("int"):
             kwargs["type"] = _positive(int)
         if kwargs["help"] and default is not None and not isinstance(default, bool):

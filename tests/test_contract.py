@@ -29,6 +29,7 @@ TINY = {
     "radial": {"num_transforms": 2},
     "charrnn": {"hidden": 8, "num_layers": 1},
     "wavenet": {"channels": 8, "num_layers": 2},
+    "rbm": {"num_hidden": 8, "sample_steps": 20},
 }
 FAMILIES = sorted(REGISTRY)
 

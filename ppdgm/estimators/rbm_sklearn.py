@@ -186,7 +186,8 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     # -- scikit-learn's queries ----------------------------------------------------------------
     def transform(self, X) -> np.ndarray:
         """Hidden-unit probabilities p(h = 1 | X), shape (N, n_components)."""
-        return self.rbm_.transform(self._check(X))
+        x = self._check(X)
+        return self.rbm_.transform(x)
 
     def gibbs(self, v) -> np.ndarray:
         """One block Gibbs sweep from v (N, D): sampled hiddens, then sampled visibles."""

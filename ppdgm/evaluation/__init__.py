@@ -120,7 +120,10 @@ class AISResult:
             base), or None. Its exponential is unbiased for 1/Z when the chains start at exact
             samples of the model, so it overestimates log Z on average (a stochastic upper
             bound); with approximate samples (long Gibbs runs) the bound is approximate too.
-        log_weights: (num_chains,) forward log importance weights.
+        log_weights: (num_chains,) forward log importance weights (each chain's own estimate
+            of log Z is ``log_z_base + log_weights``).
+        log_weights_reverse: (M,) reverse log weights, estimates of log(Z_base / Z), or None.
+        log_z_base: log Z of the base distribution.
         ess: effective sample size of the forward weights (close to 1 means one chain
             dominates: use more intermediate distributions).
         num_betas: the number of intermediate distributions.
@@ -131,6 +134,8 @@ class AISResult:
     log_weights: torch.Tensor
     ess: float
     num_betas: int
+    log_weights_reverse: torch.Tensor | None = None
+    log_z_base: float = 0.0
 
     def __float__(self) -> float:
         return self.log_z
@@ -184,7 +189,7 @@ def ais(
             ).double()
             if k < len(betas) - 1:
                 v = path.transition(v, betas[k])
-        reverse = None
+        reverse = lr = None
         if reverse_from is not None:
             v = reverse_from
             lr = torch.zeros(v.shape[0], dtype=torch.float64, device=v.device)
@@ -203,6 +208,8 @@ def ais(
         log_weights=lw.cpu(),
         ess=float(1.0 / (w**2).sum()),
         num_betas=int(num_betas),
+        log_weights_reverse=None if lr is None else lr.cpu(),
+        log_z_base=float(path.log_z_base),
     )
 
 
