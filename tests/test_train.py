@@ -150,8 +150,12 @@ def test_cosine_schedule_decays_the_learning_rate_and_constant_keeps_it():
     lrs = _record_lrs(const)
     const.run(_data(), 5, progress=False)
     assert lrs == [0.01] * 5
-    with pytest.raises(ConfigError, match="unknown lr_schedule 'linear'; choose one of"):
-        _trainer(lr_schedule="linear")
+    linear, _, _ = _trainer(lr=0.01, lr_schedule="linear")
+    lrs = _record_lrs(linear)
+    linear.run(_data(), 4, progress=False)
+    np.testing.assert_allclose(lrs, [0.01, 0.0075, 0.005, 0.0025], rtol=1e-12)
+    with pytest.raises(ConfigError, match="unknown lr_schedule 'step'; choose one of"):
+        _trainer(lr_schedule="step")
 
 
 def test_a_cosine_run_resumed_after_an_interrupt_equals_an_uninterrupted_run(tmp_path):
