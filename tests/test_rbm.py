@@ -79,10 +79,14 @@ def test_exact_log_z_refuses_too_many_states():
 
 
 @pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
-def test_ais_converges_to_the_exact_log_z(visible):
+@pytest.mark.parametrize("base", ["model", "other"])
+def test_ais_converges_to_the_exact_log_z(visible, base):
+    """From the default base (the model's visible biases, where the visible terms of the path
+    do not change with beta) and from another one (where they do)."""
     m = _rbm(6, 4, visible, scale=0.7, seed=1)
     exact = float(m.log_partition_exact())
-    result = log_partition(m, "ais", num_chains=200, num_betas=500, seed=0)
+    base_bias = None if base == "model" else m.visible_bias.detach() + torch.linspace(-1, 1, 6)
+    result = log_partition(m, "ais", num_chains=200, num_betas=500, seed=0, base_bias=base_bias)
     assert result.log_z == pytest.approx(exact, abs=0.03)
     assert float(result) == result.log_z and result.ess > 100
 
@@ -225,6 +229,11 @@ def test_contrastive_divergence_refuses_programs_it_cannot_run():
 
     with pytest.raises(ConfigError, match="one observed UnnormalizedDensity"):
         ContrastiveDivergence()(normal_model, None)(torch.zeros(2, 3))
+
+
+def test_the_rbm_program_needs_data():
+    with pytest.raises(ConfigError, match="scores data; draw samples with sample"):
+        RBM(3, 2).model()
 
 
 def test_the_unnormalized_density_is_the_programs_site():
