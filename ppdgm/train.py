@@ -348,7 +348,11 @@ class Trainer:
         self.validate = validate
         tensors = _unique([*self.params, *(b for m in modules.values() for b in m.buffers())])
         self._loss = _CompiledLoss(self.loss_module, tensors) if compile else self.loss_module
-        self._closed_form = getattr(self.loss_module, "loss_and_gradients", None)
+        self._closed_form = (
+            self.loss_module.loss_and_gradients
+            if getattr(self.loss_module, "closed_form", False)
+            else None
+        )
         self.step_count = 0
         self.history: dict[str, list] = {"step": [], "loss": [], "eval_step": [], "eval": []}
         self._data_gen = torch.Generator().manual_seed(self.seed)

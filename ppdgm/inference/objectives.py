@@ -33,6 +33,10 @@ __all__ = [
 class ObjectiveModule(nn.Module):
     """A (model, guide) pair bound to an objective; ``forward(*batch)`` is the loss."""
 
+    #: whether :meth:`loss_and_gradients` may give the gradient in closed form (the trainer
+    #: asks only modules that say so)
+    closed_form = False
+
     def __init__(self, objective: Objective, model: Callable, guide: Callable):
         super().__init__()
         # Plain attributes: the pair's parameters belong to their own modules, not to this one.
@@ -258,6 +262,8 @@ class ContrastiveDivergence(Objective):
 
 class _ContrastiveDivergenceModule(ObjectiveModule):
     """The objective bound to its model, with the persistent chains as a buffer."""
+
+    closed_form = True
 
     def __init__(self, objective: ContrastiveDivergence, model: Callable, guide: Callable):
         super().__init__(objective, model, guide)
