@@ -194,6 +194,8 @@ class Estimator:
                 raise ConfigError(
                     f"unknown {name} {value!r}; choose one of {', '.join(map(str, allowed))}"
                 )
+        if not float(getattr(self, "weight_decay", 0.0)) >= 0.0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
     # -- data ----------------------------------------------------------------------------------
     def _settings(self, x: np.ndarray) -> dict[str, Any]:
@@ -508,8 +510,6 @@ class ExactLikelihoodEstimator(Estimator):
         super()._check_params()
         if not 0.0 <= float(getattr(self, "dropout", 0.0)) < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not float(getattr(self, "weight_decay", 0.0)) >= 0.0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
     def _trainer_options(self) -> dict[str, Any]:
         """AdamW with the family's ``weight_decay`` hyperparameter when it has a positive one."""

@@ -125,8 +125,6 @@ class RBM(Estimator):
         check_int("ais_betas", self.ais_betas, low=2)
         if not 0.0 <= float(self.momentum) < 1.0:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not float(self.weight_decay) >= 0.0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not float(self.init_std) > 0.0:
             raise ConfigError(f"init_std must be positive, got {self.init_std}")
 
@@ -145,7 +143,8 @@ class RBM(Estimator):
         self.model_ = RBMModel(
             data_shape[0], self.num_hidden, self.visible, self.init_std, generator
         )
-        self.__dict__.pop("log_z_", None)
+        for stale in ("log_z_", "ais_result_"):  # of a previous fit
+            self.__dict__.pop(stale, None)
 
     def _data_init(self, x: torch.Tensor) -> None:
         self.model_.visible_bias.data.copy_(self._base_bias(x))
@@ -194,12 +193,6 @@ class RBM(Estimator):
                 return -float(pseudo_log_likelihood(self.model_, x).mean())
             h = self.model_.hidden_probs(x)
             return float((self.model_.visible_mean(h) - x).pow(2).sum(-1).mean())
-
-    def fit(self, X, **options):
-        self.__dict__.pop("log_z_", None)
-        return super().fit(X, **options)
-
-    fit.__doc__ = Estimator.fit.__doc__
 
     # -- queries -------------------------------------------------------------------------------
     def log_partition(self, method: str = "auto") -> float:

@@ -269,6 +269,7 @@ class _ContrastiveDivergenceModule(ObjectiveModule):
         super().__init__(objective, model, guide)
         self.register_buffer("chains", torch.empty(0))
         self._density = None
+        self._closed = None
 
     def density(self, x: torch.Tensor):
         """The model's unnormalized data density, found once from a trace of the program."""
@@ -294,6 +295,9 @@ class _ContrastiveDivergenceModule(ObjectiveModule):
                     "chain that leaves the model invariant)"
                 )
             self._density = found[0]
+            # the model's closed-form gradient, if it has one (e.g. an RBM's statistics)
+            owner = getattr(found[0].energy, "__self__", None)
+            self._closed = getattr(owner, "contrastive_gradients", None)
         return self._density
 
     def negatives(self, x: torch.Tensor) -> torch.Tensor:
@@ -319,11 +323,10 @@ class _ContrastiveDivergenceModule(ObjectiveModule):
         return energy(x).sum() - (x.shape[0] / neg.shape[0]) * energy(neg).sum()
 
     def loss_and_gradients(self, x: torch.Tensor, scale: float = 1.0):
-        owner = getattr(self.density(x).energy, "__self__", None)
-        closed = getattr(owner, "contrastive_gradients", None)
-        if closed is None:
+        self.density(x)
+        if self._closed is None:
             return None
-        return closed(x, self.negatives(x), scale)
+        return self._closed(x, self.negatives(x), scale)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # the chains' shape is set by the first batch: take the checkpoint's

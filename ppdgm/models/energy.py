@@ -97,15 +97,6 @@ class RBM(PyroModule):
         a = torch.addmm(self.visible_bias, h, self.weight)
         return torch.sigmoid(a) if self.visible == "bernoulli" else a
 
-    def sample_hidden(self, v: torch.Tensor) -> torch.Tensor:
-        return bernoulli(self.hidden_probs(v))
-
-    def sample_visible(self, h: torch.Tensor) -> torch.Tensor:
-        mean = self.visible_mean(h)
-        if self.visible == "bernoulli":
-            return bernoulli(mean)
-        return mean + torch.randn_like(mean)
-
     @torch.no_grad()
     def gibbs(self, v: torch.Tensor, num_steps: int = 1) -> torch.Tensor:
         """``num_steps`` sweeps of block Gibbs sampling (h given v, then v given h) from v."""
