@@ -30,6 +30,7 @@ __all__ = [
     "ObjectiveModule",
     "SemiSupervisedELBO",
     "SVI",
+    "langevin",
     "log_weights",
     "mcmc",
     "posterior_predictive",
@@ -41,6 +42,7 @@ __all__ = [
 _LAZY = {
     "MCMC": ".sampling",
     "mcmc": ".sampling",
+    "langevin": ".dynamics",
     "SVI": ".variational",
     "svi": ".variational",
     "posterior_predictive": ".posterior",

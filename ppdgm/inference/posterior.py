@@ -316,6 +316,7 @@ def _numpyro_pointwise(model, draws, args, kwargs, sites, seed, predict):
 
 
 def _pyro_pointwise(model, draws, args, kwargs, sites, seed, predict):
+    import pyro
     import pyro.poutine as poutine
     import torch
     from pyro.distributions import Unit
@@ -346,28 +347,71 @@ def _pyro_pointwise(model, draws, args, kwargs, sites, seed, predict):
     lik = [n for n, s in sites.items() if s.kind in ("observed", "factor")]
     obs = list(predict)
     num = len(next(iter(draws.values())))
-    out = ({n: [] for n in det}, {n: [] for n in lik}, {n: [] for n in obs})
     dtype = torch.get_default_dtype()
+    tensors = {
+        k: torch.as_tensor(v, dtype=dtype if v.dtype.kind == "f" else None)
+        for k, v in draws.items()
+    }
+
+    def evaluate(values, predict_sites):
+        with poutine.trace() as tr, SetLatents(values):
+            model(*args, **kwargs)
+        nodes = tr.trace.nodes
+        pnodes = {}
+        if predict_sites:  # a fresh draw of the predicted sites
+            with poutine.trace() as ptr, SetLatents(values), Unobserve():
+                model(*args, **kwargs)
+            pnodes = ptr.trace.nodes
+        return (
+            {n: nodes[n]["value"] for n in det},
+            {n: nodes[n]["fn"].log_prob(nodes[n]["value"]) for n in lik},
+            {n: pnodes[n]["value"] for n in predict_sites},
+        )
+
+    def batched_draws(values):
+        # the predictive draw of a chunk of draws at once, under a plate of draws left of the
+        # model's plates (vmap cannot give each draw its own in-place noise)
+        n = len(next(iter(values.values())))
+        nesting = max((s.plate_nesting for s in sites.values()), default=0)
+        lifted = {}
+        for k, v in values.items():
+            site = sites[k]
+            pad = nesting - (len(site.shape) - site.event_dim)
+            lifted[k] = v.reshape((n,) + (1,) * max(pad, 0) + site.shape)
+        with pyro.plate("_ppdgm_draws", n, dim=-(nesting + 1)):
+            with poutine.trace() as ptr, SetLatents(lifted), Unobserve():
+                model(*args, **kwargs)
+        out = {}
+        for name in obs:
+            value = ptr.trace.nodes[name]["value"]
+            if value.numel() != n * int(np.prod(sites[name].shape, dtype=np.int64)):
+                raise ValueError(f"site {name!r} did not batch")
+            out[name] = value.reshape((n,) + sites[name].shape)
+        return out
+
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
+        try:
+            # every draw at once, in chunks, where the program batches
+            batched = torch.func.vmap(lambda v: evaluate(v, []), randomness="error")
+            chunks = []
+            with pyro.validation_enabled(False):
+                for start in range(0, num, _CHUNK):
+                    chunk = {k: v[start : start + _CHUNK] for k, v in tensors.items()}
+                    det_lik = batched(chunk)
+                    chunks.append((*det_lik[:2], batched_draws(chunk) if obs else {}))
+            return tuple(
+                {k: np.concatenate([_to_numpy(c[i][k]) for c in chunks]) for k in names}
+                for i, names in enumerate((det, lik, obs))
+            )
+        except Exception:  # noqa: BLE001 - a program that does not batch runs draw by draw
+            pass
+        out = ({n: [] for n in det}, {n: [] for n in lik}, {n: [] for n in obs})
         for i in range(num):
-            values = {
-                k: torch.as_tensor(v[i], dtype=dtype if v.dtype.kind == "f" else None)
-                for k, v in draws.items()
-            }
-            with poutine.trace() as tr, SetLatents(values):
-                model(*args, **kwargs)
-            nodes = tr.trace.nodes
-            if obs:  # a fresh draw of the predicted sites
-                with poutine.trace() as ptr, SetLatents(values), Unobserve():
-                    model(*args, **kwargs)
-                pnodes = ptr.trace.nodes
-            for n in det:
-                out[0][n].append(_to_numpy(nodes[n]["value"]))
-            for n in lik:
-                out[1][n].append(_to_numpy(nodes[n]["fn"].log_prob(nodes[n]["value"])))
-            for n in obs:
-                out[2][n].append(_to_numpy(pnodes[n]["value"]))
+            parts = evaluate({k: v[i] for k, v in tensors.items()}, obs)
+            for d, part in zip(out, parts, strict=True):
+                for k, v in part.items():
+                    d[k].append(_to_numpy(v))
     return tuple({k: np.stack(v) for k, v in d.items()} for d in out)
 
 
