@@ -358,3 +358,48 @@ def test_a_start_outside_the_support_is_refused():
             method="ula",
             step_size=0.1,
         )
+
+
+def test_annealed_step_grows_with_the_square_of_the_noise_level():
+    # with a zero score the chains only diffuse: each step adds variance 2 * step, and the
+    # step at level sigma_i is eps * (sigma_i / sigma_L)^2
+    levels = np.array([4.0, 2.0, 1.0])
+    eps, steps, chains = 1e-3, 10, 4000
+    idata = run(
+        lambda x, sigma: torch.zeros_like(x),
+        kind="score",
+        method="annealed",
+        noise_levels=levels,
+        step_size=eps,
+        init=np.zeros((chains, 1)),
+        num_steps=steps,
+        seed=6,
+    )
+    x = idata.posterior.x.values[:, -1, 0]
+    expected = 2 * steps * eps * np.sum((levels / levels[-1]) ** 2)
+    assert x.var() / expected == pytest.approx(1, abs=4 * np.sqrt(2 / chains))
+
+
+def test_warmup_adapts_a_preconditioner_to_scales_far_apart():
+    # sd 0.1 and 10: one step size cannot serve both; the diagonal preconditioner can
+    scales = torch.tensor([0.1, 10.0])
+
+    def energy(x):
+        return 0.5 * ((x / scales) ** 2).sum(-1)
+
+    common = dict(kind="energy", init=np.zeros((400, 2)), num_warmup=300, num_steps=100, seed=7)
+    x = run(energy, **common).posterior.x.values[:, -1]
+    np.testing.assert_allclose(x.std(0) / scales.numpy(), 1, atol=0.15)
+    stuck = run(energy, adapt_mass=False, **common).posterior.x.values[:, -1]
+    assert stuck[:, 1].std() < 5.0  # without it the wide coordinate barely moves
+
+
+def test_thinning_and_seeds():
+    common = dict(kind="energy", event_shape=(2,), num_chains=3, num_warmup=30, num_steps=20)
+    full = run(gaussian_energy, seed=8, **common).posterior.x.values
+    again = run(gaussian_energy, seed=8, **common).posterior.x.values
+    thinned = run(gaussian_energy, seed=8, thin=2, **common).posterior.x.values
+    other = run(gaussian_energy, seed=9, **common).posterior.x.values
+    np.testing.assert_array_equal(full, again)
+    np.testing.assert_array_equal(thinned, full[:, 1::2])
+    assert not np.allclose(full, other)

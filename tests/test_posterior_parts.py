@@ -462,3 +462,38 @@ def test_pointwise_keeps_integer_draws_and_the_default_dtype(backend):
     expected = stats.norm(locs[draws["z"]], draws["s"]).logpdf(0.5)
     np.testing.assert_allclose(ll["y"], expected, rtol=1e-5)
     assert ll["y"].dtype == np.float32
+
+
+def test_pyro_pointwise_batches_the_draws_and_agrees_with_the_draw_by_draw_loop():
+    args, kwargs = _args("pyro", X, Y)
+    sites, _ = model_sites(grouped, args, kwargs, "pyro")
+    rng = np.random.default_rng(3)
+    s = 400
+    draws = {
+        "scale": rng.uniform(0.5, 2.0, s),
+        "loc": rng.normal(size=(s, 3)),
+        "w": rng.normal(size=(s, 2)),
+    }
+    calls = {"batched": 0, "loop": 0}
+
+    def counted(x, y=None, **kw):
+        calls["batched"] += 1
+        return grouped(x, y, **kw)
+
+    def unbatchable(x, y=None, **kw):
+        calls["loop"] += 1
+        out = grouped(x, y, **kw)
+        float(pyro.param("unused", lambda: __import__("torch").zeros(())))  # no vmap
+        return out
+
+    batched = pointwise(counted, draws, args, kwargs, sites, "pyro", seed=1)
+    looped = pointwise(unbatchable, draws, args, kwargs, sites, "pyro", seed=1)
+    assert calls["batched"] <= 3  # one vmapped run, one plated predictive run
+    assert calls["loop"] >= 2 * s
+    for i in (0, 1):
+        for k in batched[i]:
+            np.testing.assert_allclose(batched[i][k], looped[i][k], rtol=1e-5, atol=1e-6)
+    mean = X[None] * draws["w"].sum(1)[:, None, None] + 2 * draws["loc"][:, :1, None] + 0.5
+    for ppc in (batched[2], looped[2]):
+        z = (ppc["y"] - mean) / draws["scale"][:, None, None]
+        assert abs(z.mean()) < 0.06 and abs(z.std() - 1) < 0.05

@@ -101,6 +101,24 @@ class _Welford:
         return (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))
 
 
+def _mass_windows(warm: int) -> list[tuple[int, int]]:
+    """Stan's warmup plan: a fast first 15% (step size only), then windows doubling in length
+    in which the chains' variance is measured for the preconditioner (each window's estimate
+    lets the chains move further in the next), then a last 20% for the step size alone."""
+    if warm < 20:
+        return []
+    start, stop = int(0.15 * warm), warm - int(0.2 * warm)
+    size = max(10, min(25, (stop - start) // 7))
+    windows = []
+    while start < stop:
+        end = start + size
+        if end + 2 * size > stop:  # the next window would not fit: this one takes the rest
+            end = stop
+        windows.append((start, end))
+        start, size = end, 2 * size
+    return windows
+
+
 # --------------------------------------------------------------------------------------
 # array operations of the two backends
 
@@ -876,8 +894,8 @@ class _Run:
         else:
             eps = np.full(c, self.schedule(0))
         warm = self.num_warmup
-        window = (warm // 4, (3 * warm) // 4) if self.adapt_mass and warm >= 20 else None
-        moments = _Welford((c, d)) if window else None
+        windows = _mass_windows(warm) if self.adapt_mass else []
+        moments = _Welford((c, d))
 
         levels = self.levels if method == "annealed" else [None]
         per_level = self.num_steps if method == "annealed" else self.num_steps + warm
@@ -935,10 +953,12 @@ class _Run:
                             eps = averager.update(accept_prob)
                             if t == warm - 1:
                                 eps = averager.final
-                        if window and window[0] <= t < window[1]:
+                        if windows and windows[0][0] <= t < windows[0][1]:
                             moments.add(ops.numpy(x))
-                        if window and t == window[1] - 1:
+                        if windows and t == windows[0][1] - 1:
+                            windows.pop(0)
                             precond = moments.variance()
+                            moments = _Welford((c, d))
                             averager = _DualAveraging(eps, self.target_accept)
                     else:
                         step = (t - warm) if level is None else i

@@ -339,9 +339,12 @@ def _pyro_pointwise(model, draws, args, kwargs, sites, seed, predict):
                 and not msg["infer"].get("_deterministic")
                 and not _is_factor(msg["fn"], Unit)
             ):
+                # drawn here, after the plates have broadcast the distribution, with its
+                # out-of-place sample(): rsample's in-place noise cannot differ across the
+                # draws that vmap batches
                 msg["is_observed"] = False
-                msg["value"] = None
-                msg["done"] = False
+                msg["value"] = msg["fn"].sample()
+                msg["done"] = True
 
     det = [n for n, s in sites.items() if s.kind == "deterministic"]
     lik = [n for n, s in sites.items() if s.kind in ("observed", "factor")]
@@ -368,38 +371,19 @@ def _pyro_pointwise(model, draws, args, kwargs, sites, seed, predict):
             {n: pnodes[n]["value"] for n in predict_sites},
         )
 
-    def batched_draws(values):
-        # the predictive draw of a chunk of draws at once, under a plate of draws left of the
-        # model's plates (vmap cannot give each draw its own in-place noise)
-        n = len(next(iter(values.values())))
-        nesting = max((s.plate_nesting for s in sites.values()), default=0)
-        lifted = {}
-        for k, v in values.items():
-            site = sites[k]
-            pad = nesting - (len(site.shape) - site.event_dim)
-            lifted[k] = v.reshape((n,) + (1,) * max(pad, 0) + site.shape)
-        with pyro.plate("_ppdgm_draws", n, dim=-(nesting + 1)):
-            with poutine.trace() as ptr, SetLatents(lifted), Unobserve():
-                model(*args, **kwargs)
-        out = {}
-        for name in obs:
-            value = ptr.trace.nodes[name]["value"]
-            if value.numel() != n * int(np.prod(sites[name].shape, dtype=np.int64)):
-                raise ValueError(f"site {name!r} did not batch")
-            out[name] = value.reshape((n,) + sites[name].shape)
-        return out
-
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
         try:
             # every draw at once, in chunks, where the program batches
-            batched = torch.func.vmap(lambda v: evaluate(v, []), randomness="error")
+            batched = torch.func.vmap(lambda v: evaluate(v, obs), randomness="different")
             chunks = []
-            with pyro.validation_enabled(False):
+            with pyro.validation_enabled(False), warnings.catch_warnings():
+                # torch.binomial under vmap resizes its output (correctly) with a warning
+                warnings.filterwarnings("ignore", message="An output with one or more elements")
                 for start in range(0, num, _CHUNK):
-                    chunk = {k: v[start : start + _CHUNK] for k, v in tensors.items()}
-                    det_lik = batched(chunk)
-                    chunks.append((*det_lik[:2], batched_draws(chunk) if obs else {}))
+                    chunks.append(
+                        batched({k: v[start : start + _CHUNK] for k, v in tensors.items()})
+                    )
             return tuple(
                 {k: np.concatenate([_to_numpy(c[i][k]) for c in chunks]) for k in names}
                 for i, names in enumerate((det, lik, obs))
