@@ -30,6 +30,14 @@ TINY = {
     "charrnn": {"hidden": 8, "num_layers": 1},
     "wavenet": {"channels": 8, "num_layers": 2},
     "rbm": {"num_hidden": 8, "sample_steps": 20},
+    "ebm": {
+        "hidden_dims": (8,),
+        "langevin_steps": 2,
+        "buffer_size": 64,
+        "sample_steps": 5,
+        "ais_chains": 10,
+        "ais_betas": 20,
+    },
 }
 FAMILIES = sorted(REGISTRY)
 

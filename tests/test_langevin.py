@@ -313,7 +313,10 @@ def test_a_program_vmap_cannot_batch_runs_chain_by_chain():
             "decrease",
         ),
         (dict(kind="energy", method="sgld", event_shape=(2,)), "needs a step_size"),
-        (dict(kind="energy", event_shape=(2,), step_size=-1.0), "step_size must be a positive number"),
+        (
+            dict(kind="energy", event_shape=(2,), step_size=-1.0),
+            "step_size must be a positive number",
+        ),
         (dict(kind="energy", event_shape=(2,), backend="numpyro"), "backend='numpyro'"),
         (dict(kind="energy", init=np.zeros((3, 2)), num_chains=4), "3 chains"),
         (dict(kind="energy", init=np.array([[np.nan, 0.0]])), "NaN"),

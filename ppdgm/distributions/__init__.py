@@ -113,6 +113,9 @@ class UnnormalizedDensity(TorchDistribution):
         sampler: ``sampler(x, num_steps)`` runs ``num_steps`` of a Markov chain that leaves the
             model's distribution invariant, from states ``x`` (e.g. block Gibbs for an RBM).
         support: the support of ``x`` (default: the reals).
+        init: ``init(n)`` gives ``n`` fresh starting points for the chain (e.g. uniform noise
+            over the data's range), for samplers that restart chains away from the data (a
+            replay buffer's reinitialized chains).
     """
 
     arg_constraints: dict = {}
@@ -126,9 +129,11 @@ class UnnormalizedDensity(TorchDistribution):
         support=constraints.real,
         batch_shape=torch.Size(),
         validate_args=None,
+        init: Callable | None = None,
     ):
         self.energy = energy
         self.sampler = sampler
+        self.init = init
         self._support = support
         super().__init__(torch.Size(batch_shape), torch.Size(event_shape), validate_args=False)
 
@@ -139,6 +144,7 @@ class UnnormalizedDensity(TorchDistribution):
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(UnnormalizedDensity, _instance)
         new.energy, new.sampler, new._support = self.energy, self.sampler, self._support
+        new.init = self.init
         super(UnnormalizedDensity, new).__init__(
             torch.Size(batch_shape), self.event_shape, validate_args=False
         )

@@ -16,7 +16,7 @@ from ..models.energy import RBM as RBMModel
 from ..models.energy import VISIBLE_UNITS
 from .base import Estimator, register
 
-__all__ = ["RBM"]
+__all__ = ["DeepEBM", "RBM"]
 
 #: enumerate log Z exactly when the smaller layer has at most this many units
 EXACT_MAX_UNITS = 20
@@ -299,3 +299,238 @@ def pseudo_log_likelihood(
         fe_flip = model.free_energy(flipped).reshape(xb.shape[0], d)
         total[i : i + xb.shape[0]] = F.logsigmoid(fe_flip - fe[i : i + xb.shape[0], None]).sum(1)
     return total
+
+
+@register
+class DeepEBM(Estimator):
+    """A deep energy-based model, ``p(x) ~ exp(-E(x))`` with an MLP energy, trained by maximum
+    likelihood with short-run Langevin negatives from a replay buffer (Du and Mordatch, 2019).
+
+    Each step is one Adam update of the contrastive loss ``E(data) - E(negatives)`` (plus
+    ``energy_l2`` times the squared energies), whose negatives are ``langevin_steps`` of
+    Langevin dynamics from a random subset of a buffer of ``buffer_size`` chains, ``reinit`` of
+    them restarted uniformly over the data's box (:class:`~ppdgm.inference.ContrastiveDivergence`
+    with ``replay=True``: the one trainer, no loop of its own).
+
+    ``score_samples`` is ``-E(x) - log Z`` in nats with log Z from **annealed importance
+    sampling** (``ais_chains`` chains, ``ais_betas`` distributions from the Gaussian with the
+    data's mean and standard deviation, one MALA step each), which underestimates log Z on
+    average, so that the log-likelihoods err on the high side; on 2-D data
+    ``log_partition("grid")`` integrates on a grid instead, a reference for the AIS figure.
+    The validation loss is the NLL with log Z from the grid (2-D) or a short AIS run.
+
+    Args:
+        hidden_dims: widths of the energy network's hidden layers.
+        langevin_steps: Langevin steps per training step's negatives.
+        step_size: the Langevin step in standardized units (noise variance ``2 step_size``).
+        buffer_size: the replay buffer's chains.
+        reinit: the fraction of each batch of chains restarted from noise.
+        energy_l2: weight of the squared-energy penalty.
+        sample_steps: Langevin steps ``sample`` runs from noise.
+        ais_chains, ais_betas, ais_step_size: AIS's chains, distributions and MALA step.
+        seed, device, compile: as for every family.
+
+    Attributes:
+        model_: the fitted :class:`~ppdgm.models.energy.DeepEBM`.
+        log_z_: log Z once computed, with :attr:`log_z_method_`.
+    """
+
+    family = "ebm"
+    summary = "deep energy-based model trained with short-run Langevin and a replay buffer"
+    default_data = "two-moons"
+    default_lr = 1e-3
+    default_batch_size = 128
+
+    def __init__(
+        self,
+        *,
+        hidden_dims: tuple[int, ...] = (128, 128),
+        langevin_steps: int = 20,
+        step_size: float = 0.01,
+        buffer_size: int = 10_000,
+        reinit: float = 0.05,
+        energy_l2: float = 0.1,
+        weight_decay: float = 0.0,
+        sample_steps: int = 200,
+        ais_chains: int = 200,
+        ais_betas: int = 1000,
+        ais_step_size: float = 0.05,
+        seed: int = 0,
+        device: str = "auto",
+        compile: bool = False,
+    ):
+        self.hidden_dims = hidden_dims
+        self.langevin_steps = langevin_steps
+        self.step_size = step_size
+        self.buffer_size = buffer_size
+        self.reinit = reinit
+        self.energy_l2 = energy_l2
+        self.weight_decay = weight_decay
+        self.sample_steps = sample_steps
+        self.ais_chains = ais_chains
+        self.ais_betas = ais_betas
+        self.ais_step_size = ais_step_size
+        self.seed = seed
+        self.device = device
+        self.compile = compile
+        self._check_params()
+
+    def _check_params(self) -> None:
+        from .base import check_hidden_dims
+
+        super()._check_params()
+        check_hidden_dims(self.hidden_dims)
+        for name in ("langevin_steps", "buffer_size", "sample_steps", "ais_chains"):
+            check_int(name, getattr(self, name))
+        check_int("ais_betas", self.ais_betas, low=2)
+        for name in ("step_size", "ais_step_size"):
+            if not float(getattr(self, name)) > 0.0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= float(self.reinit) <= 1.0:
+            raise ConfigError(f"reinit must lie in [0, 1], got {self.reinit}")
+        if not float(self.energy_l2) >= 0.0:
+            raise ConfigError(f"energy_l2 must be >= 0, got {self.energy_l2}")
+
+    def _check_support(self, x: np.ndarray, source: str, settings: dict[str, Any]) -> None:
+        if x.ndim != 2:
+            raise ConfigError(
+                f"{source}: the deep EBM models vectors (N, D); got examples of shape "
+                f"{x.shape[1:]} (flatten images first)"
+            )
+
+    def _build(self, data_shape: tuple[int, ...]) -> None:
+        from ..models.energy import DeepEBM as DeepEBMModel
+
+        self.model_ = DeepEBMModel(
+            data_shape[0], tuple(self.hidden_dims), int(self.langevin_steps), float(self.step_size)
+        )
+        for stale in ("log_z_", "log_z_method_", "ais_result_"):
+            self.__dict__.pop(stale, None)
+
+    def _data_init(self, x: torch.Tensor) -> None:
+        self.model_.set_data_range(x)
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model_}
+
+    def _programs(self):
+        return self.model_.model, None
+
+    def _objective(self):
+        from ..inference import ContrastiveDivergence
+
+        return ContrastiveDivergence(
+            num_steps=int(self.langevin_steps),
+            num_chains=int(self.buffer_size),
+            replay=True,
+            reinit=float(self.reinit),
+            energy_l2=float(self.energy_l2),
+        )
+
+    def _trainer_options(self) -> dict[str, Any]:
+        return {"weight_decay": float(self.weight_decay)}
+
+    def _grid_box(self):
+        m = self.model_
+        return m.low.double().cpu(), m.high.double().cpu()
+
+    def _val_loss(self, x: torch.Tensor) -> float:
+        with torch.no_grad():
+            if self.model_.num_inputs == 2:
+                log_z = self._log_z_grid(200)
+            else:
+                log_z = self._ais(num_chains=50, num_betas=100).log_z
+            return float(self.model_.energy(x).mean()) + log_z
+
+    def _log_z_grid(self, num_points: int) -> float:
+        from ..evaluation import log_partition_grid
+
+        low, high = self._grid_box()
+        energy = self.model_.energy
+        return log_partition_grid(lambda p: energy(p.to(self.device_)).cpu(), low, high, num_points)
+
+    def _ais(self, num_chains: int, num_betas: int):
+        from ..evaluation import ais
+
+        path = self.model_.annealing_path(float(self.ais_step_size))
+        with self._seeded():
+            return ais(path, num_chains, num_betas, seed=int(self.seed)), path
+
+    def log_partition(self, method: str = "ais") -> float:
+        """log Z of the fitted model: ``ais`` (the default, seeded with ``seed``) or ``grid``
+        (2-D data only: the midpoint rule on a 400-square grid over the chains' box). Cached in
+        :attr:`log_z_` with :attr:`log_z_method_`; :attr:`ais_result_` keeps the AIS run and
+        :attr:`ais_accept_rate_` its MALA acceptance."""
+        self._check_fitted()
+        if method not in ("ais", "grid"):
+            raise ConfigError(f"unknown method {method!r}; choose ais or grid")
+        if getattr(self, "log_z_method_", None) == method:
+            return self.log_z_
+        if method == "grid":
+            if self.model_.num_inputs != 2:
+                raise ConfigError("log_partition('grid') integrates 2-D models only; use 'ais'")
+            value = self._log_z_grid(400)
+        else:
+            result, path = self._ais(int(self.ais_chains), int(self.ais_betas))
+            self.ais_result_, self.ais_accept_rate_ = result, path.accept_rate
+            value = result.log_z
+        self.log_z_, self.log_z_method_ = float(value), method
+        return float(value)
+
+    @torch.no_grad()
+    def score_samples(self, X) -> np.ndarray:
+        """log p(x) per example in nats, shape (N,), with log Z from AIS (see the class
+        docstring: on average an overestimate of the log-likelihood)."""
+        x = self._tensor(X)
+        log_z = self.log_partition("ais") if not hasattr(self, "log_z_") else self.log_z_
+        return (-self.model_.energy(x) - log_z).double().cpu().numpy()
+
+    def energy(self, X) -> np.ndarray:
+        """E(x) per example, shape (N,)."""
+        with torch.no_grad():
+            return self.model_.energy(self._tensor(X)).cpu().numpy()
+
+    def sample(self, num_samples: int, *, seed: int | None = None) -> np.ndarray:
+        """Draw ``num_samples`` by ``sample_steps`` Langevin steps from uniform noise over the
+        data's box; shape (num_samples, D)."""
+        self._check_fitted()
+        check_int("num_samples", num_samples)
+        with self._seeded(seed):
+            return self.model_.sample(int(num_samples), int(self.sample_steps)).cpu().numpy()
+
+    def metrics(self, X, prefix: str, **options) -> dict[str, Any]:
+        out = super().metrics(X, prefix, **options)
+        out["log_z"] = self.log_z_
+        out["log_z_method"] = self.log_z_method_
+        if self.model_.num_inputs == 2:
+            out["log_z_grid"] = self._log_z_grid(400)
+        return out
+
+    def plot_figures(self, data, folder: Path, seed: int = 0) -> None:
+        """energy.png (2-D: the data, exp(-E) on a grid and the samples), samples.png and
+        curves.png."""
+        from .. import viz
+
+        samples = self.sample(1000 if self.model_.num_inputs == 2 else 64, seed=seed)
+        if self.model_.num_inputs == 2:
+            viz.plot_density_2d(
+                lambda g: -self.energy(g),
+                data.x_test,
+                path=folder / "energy.png",
+                title="exp(-E(x)) (unnormalized)",
+                samples=samples,
+            )
+        image = data.image_shape if self.model_.num_inputs != 2 else None
+        viz.plot_samples(
+            samples[:64] if image else samples,
+            image,
+            path=folder / "samples.png",
+            title="samples",
+            reference=data.x_test if self.model_.num_inputs == 2 else None,
+        )
+        viz.plot_curves(
+            self.history_,
+            path=folder / "curves.png",
+            ylabel="train: energy gap (data - negatives); validation: NLL",
+            best_step=self.selected_step_ if self.best_step_ is not None else None,
+        )

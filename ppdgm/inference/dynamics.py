@@ -33,7 +33,7 @@ from .._utils import check_int
 from ..errors import ConfigError, ModelError, PpdgmError
 from .backend import as_backend_args, check_backend, use_backend
 
-__all__ = ["KINDS", "METHODS", "langevin"]
+__all__ = ["KINDS", "METHODS", "langevin", "langevin_chain"]
 
 METHODS = ("ula", "mala", "sgld", "annealed")
 KINDS = ("model", "energy", "log_prob", "score")
@@ -54,6 +54,39 @@ def _mala_log_ratio(x, u, y, u_y, grad_y, scale, noise):
     with standard normal ``noise`` (so that ``log q(y | x) = -|noise|^2 / 2 + const``)."""
     back = x - y + scale * grad_y
     return u - u_y - (back * back / (4.0 * scale)).sum(-1) + 0.5 * (noise * noise).sum(-1)
+
+
+def langevin_chain(
+    energy: Callable,
+    x,
+    num_steps: int,
+    step_size: float,
+    *,
+    scale=None,
+    low=None,
+    high=None,
+):
+    """``num_steps`` of unadjusted Langevin dynamics on ``exp(-energy)`` from the batch ``x``:
+    ``x' = x - eps S^2 grad E(x) + sqrt(2 eps) S xi``, with ``S`` a per-coordinate ``scale``
+    (a diagonal preconditioner, e.g. the data's standard deviation; default 1), the states
+    clamped to ``[low, high]`` where given. The short-run sampler of energy-model training:
+    no graph is kept and the energy's parameters get no gradient.
+
+    Returns:
+        the final states, detached.
+    """
+    import torch
+
+    scale2 = step_size if scale is None else step_size * scale**2
+    x = x.detach()
+    for _ in range(int(num_steps)):
+        with torch.enable_grad():
+            point = x.requires_grad_(True)
+            (grad,) = torch.autograd.grad(energy(point).sum(), point)
+        x = _proposal(x.detach(), grad, scale2, torch.randn_like(x))
+        if low is not None:
+            x = torch.maximum(torch.minimum(x, high), low)
+    return x.detach()
 
 
 class _DualAveraging:

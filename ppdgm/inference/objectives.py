@@ -231,20 +231,47 @@ class ContrastiveDivergence(Objective):
     ``contrastive_gradients(x, negatives, scale)`` (an RBM's difference of sufficient
     statistics), the trainer uses that closed form and builds no graph.
 
+    With ``replay=True`` the chains are a replay buffer (Du and Mordatch, 2019) of
+    ``num_chains`` states (default 10,000), started by the density's ``init``: each step runs a
+    batch-sized random subset of them, a ``reinit`` fraction of which restart from ``init``
+    first, and writes them back. ``energy_l2`` adds ``alpha (E(x)^2 + E(x~)^2)`` per example,
+    which keeps a deep energy's scale in check.
+
     Args:
         num_steps: k, the Markov-chain transitions per step.
         persistent: keep the chains between steps (PCD) instead of restarting at the data.
-        num_chains: persistent chains (default: the first batch's size).
+        num_chains: persistent chains (default: the first batch's size; 10,000 for a replay
+            buffer).
+        replay: the persistent chains are a replay buffer (implies ``persistent``).
+        reinit: the fraction of a replay batch restarted from the density's ``init``.
+        energy_l2: alpha, the weight of the squared-energy penalty.
     """
 
-    def __init__(self, num_steps: int = 1, persistent: bool = False, num_chains: int | None = None):
+    def __init__(
+        self,
+        num_steps: int = 1,
+        persistent: bool = False,
+        num_chains: int | None = None,
+        *,
+        replay: bool = False,
+        reinit: float = 0.05,
+        energy_l2: float = 0.0,
+    ):
         if int(num_steps) < 1:
             raise ConfigError(f"num_steps must be >= 1, got {num_steps}")
         if num_chains is not None and int(num_chains) < 1:
             raise ConfigError(f"num_chains must be >= 1, got {num_chains}")
+        if not 0.0 <= float(reinit) <= 1.0:
+            raise ConfigError(f"reinit must lie in [0, 1], got {reinit}")
+        if not float(energy_l2) >= 0.0:
+            raise ConfigError(f"energy_l2 must be >= 0, got {energy_l2}")
         self.num_steps = int(num_steps)
-        self.persistent = bool(persistent)
-        self.num_chains = None if num_chains is None else int(num_chains)
+        self.replay = bool(replay)
+        self.persistent = bool(persistent) or self.replay
+        default_chains = 10_000 if self.replay else None
+        self.num_chains = default_chains if num_chains is None else int(num_chains)
+        self.reinit = float(reinit)
+        self.energy_l2 = float(energy_l2)
 
     def __call__(self, model: Callable, guide: Callable) -> ObjectiveModule:
         if guide is not None:
@@ -304,6 +331,8 @@ class _ContrastiveDivergenceModule(ObjectiveModule):
         """The model's samples for this step (and, for PCD, the chains' new state)."""
         objective = self.objective
         density = self.density(x)
+        if objective.replay:
+            return self._replay(density, x)
         if not objective.persistent:
             start = x
         elif self.chains.shape[1:] == x.shape[1:] and self.chains.device == x.device:
@@ -317,10 +346,36 @@ class _ContrastiveDivergenceModule(ObjectiveModule):
             self.chains = neg
         return neg
 
+    def _replay(self, density, x: torch.Tensor) -> torch.Tensor:
+        objective = self.objective
+        if density.init is None:
+            raise ConfigError(
+                "a replay buffer needs the UnnormalizedDensity's init (fresh chain states)"
+            )
+        size = objective.num_chains
+        if self.chains.shape != (size, *x.shape[1:]) or self.chains.device != x.device:
+            with torch.no_grad():
+                self.chains = density.init(size).detach().to(x.device)
+        idx = torch.randint(size, (x.shape[0],), device=x.device)
+        start = self.chains[idx]
+        fresh = torch.rand(x.shape[0], device=x.device) < objective.reinit
+        if fresh.any():
+            start[fresh] = density.init(int(fresh.sum())).to(start.dtype)
+        with torch.no_grad():
+            neg = density.sampler(start.detach(), objective.num_steps)
+        self.chains[idx] = neg
+        return neg
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         neg = self.negatives(x)
         energy = self.density(x).energy
-        return energy(x).sum() - (x.shape[0] / neg.shape[0]) * energy(neg).sum()
+        e_data, e_neg = energy(x), energy(neg)
+        ratio = x.shape[0] / neg.shape[0]
+        loss = e_data.sum() - ratio * e_neg.sum()
+        alpha = self.objective.energy_l2
+        if alpha:
+            loss = loss + alpha * (e_data.pow(2).sum() + ratio * e_neg.pow(2).sum())
+        return loss
 
     def loss_and_gradients(self, x: torch.Tensor, scale: float = 1.0):
         self.density(x)

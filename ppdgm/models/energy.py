@@ -1,4 +1,5 @@
-"""Energy-based models as Pyro programs: restricted Boltzmann machines.
+"""Energy-based models as Pyro programs: restricted Boltzmann machines and deep (MLP)
+energy models.
 
 An energy model declares its data site with an unnormalized density,
 ``log p(x) = -F(x) - log Z``, through :class:`~ppdgm.distributions.UnnormalizedDensity`; the
@@ -23,7 +24,14 @@ from torch import nn
 from ..distributions import UnnormalizedDensity
 from ..errors import ConfigError
 
-__all__ = ["RBM", "RBMAnnealingPath", "VISIBLE_UNITS", "binary_states", "bernoulli"]
+__all__ = [
+    "DeepEBM",
+    "RBM",
+    "RBMAnnealingPath",
+    "VISIBLE_UNITS",
+    "binary_states",
+    "bernoulli",
+]
 
 VISIBLE_UNITS = ("bernoulli", "gaussian")
 _LOG_2PI = math.log(2 * math.pi)
@@ -297,3 +305,88 @@ class RBMAnnealingPath:
         if r.visible == "bernoulli":
             return bernoulli(torch.sigmoid(a))
         return a + torch.randn_like(a)
+
+
+class DeepEBM(PyroModule):
+    """A deep energy-based model: ``p(x) ~ exp(-E(x))`` with ``E`` a multilayer perceptron
+    (SiLU activations, smooth so that Langevin dynamics sees a smooth gradient).
+
+    The energy reads the data standardized by the buffers ``shift`` and ``scale`` (set from the
+    training data), and the model's Markov chain is short-run Langevin dynamics
+    (:func:`ppdgm.inference.dynamics.langevin_chain`) preconditioned by ``scale``, its states
+    kept in the box ``[low, high]`` (the data's range, widened by ``margin`` of its width),
+    where fresh chains start uniformly (Du and Mordatch, 2019; Nijkamp et al., 2019).
+
+    Args:
+        num_inputs: D, the size of one (flattened) example.
+        hidden_dims: widths of the energy network's hidden layers.
+        langevin_steps: Langevin steps per chain run (training's negatives).
+        step_size: the Langevin step ``eps`` in standardized units.
+        margin: how far the box extends beyond the data's range, as a fraction of it.
+    """
+
+    def __init__(
+        self,
+        num_inputs: int,
+        hidden_dims=(128, 128),
+        langevin_steps: int = 20,
+        step_size: float = 0.01,
+        margin: float = 0.1,
+    ):
+        from ..nn import MLP
+
+        super().__init__()
+        self.num_inputs = int(num_inputs)
+        self.net = MLP(self.num_inputs, list(hidden_dims), 1, activation="silu")
+        self.langevin_steps = int(langevin_steps)
+        self.step_size = float(step_size)
+        self.margin = float(margin)
+        for name, value in (("shift", 0.0), ("scale", 1.0), ("low", -3.0), ("high", 3.0)):
+            self.register_buffer(name, torch.full((self.num_inputs,), value))
+
+    def set_data_range(self, x: torch.Tensor) -> None:
+        """Set the standardization and the chains' box from training data (N, D)."""
+        lo, hi = x.min(0).values, x.max(0).values
+        width = (hi - lo).clamp_min(1e-6)
+        self.shift.copy_(x.mean(0))
+        self.scale.copy_(x.std(0).clamp_min(1e-3 * width))
+        self.low.copy_(lo - self.margin * width)
+        self.high.copy_(hi + self.margin * width)
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, D) -> (N,) energies."""
+        return self.net((x.flatten(1) - self.shift) / self.scale).squeeze(-1)
+
+    def init_chains(self, n: int) -> torch.Tensor:
+        """``n`` fresh chain states, uniform over the box."""
+        u = torch.rand(n, self.num_inputs, device=self.low.device, dtype=self.low.dtype)
+        return self.low + (self.high - self.low) * u
+
+    def langevin(self, x: torch.Tensor, num_steps: int | None = None) -> torch.Tensor:
+        """Run the chains ``x`` for ``num_steps`` (default ``langevin_steps``) Langevin steps."""
+        from ..inference.dynamics import langevin_chain
+
+        steps = self.langevin_steps if num_steps is None else num_steps
+        return langevin_chain(
+            self.energy, x, steps, self.step_size, scale=self.scale, low=self.low, high=self.high
+        )
+
+    def model(self, x: torch.Tensor | None = None):
+        """The program: ``x`` (N, D) observed under the unnormalized density exp(-E(x))."""
+        if x is None:
+            raise ConfigError("an energy model's program scores data; draw samples with sample(n)")
+        density = UnnormalizedDensity(
+            self.energy, (self.num_inputs,), sampler=self.langevin, init=self.init_chains
+        )
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", density, obs=x)
+
+    def sample(self, n: int, num_steps: int) -> torch.Tensor:
+        """``n`` draws: chains started uniformly over the box, run ``num_steps`` steps."""
+        return self.langevin(self.init_chains(n), num_steps)
+
+    def annealing_path(self, step_size: float = 0.05, num_steps: int = 1):
+        """The AIS path from the Gaussian with the data's mean and standard deviation."""
+        from ..evaluation import EnergyAnnealingPath
+
+        return EnergyAnnealingPath(self.energy, self.shift, self.scale, step_size, num_steps)

@@ -204,18 +204,25 @@ def density_grid(points: np.ndarray, size: int = 200, margin: float = 0.15):
     return xs, ys, np.stack([gx.ravel(), gy.ravel()], 1)
 
 
-def plot_density_2d(log_prob, data: np.ndarray, path=None, title: str = "density", size=200):
+def plot_density_2d(
+    log_prob, data: np.ndarray, path=None, title: str = "density", size=200, samples=None
+):
     """The classic flow figure: the data (left) next to the learned density ``exp(log_prob)``
-    evaluated on a grid over the data (right)."""
+    evaluated on a grid over the data (right); with ``samples``, the model's samples in a third
+    panel."""
     data = np.asarray(data)
     xs, ys, grid = density_grid(data, size)
     density = np.exp(np.asarray(log_prob(grid), dtype=float)).reshape(size, size)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 5))
-    left.scatter(*data[:, :2].T, s=2, c="k", alpha=0.4)
-    left.set_title("data")
-    right.imshow(density, origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]), cmap="viridis")
-    right.set_title(title)
-    for ax in (left, right):
+    panels = 2 if samples is None else 3
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 5))
+    axes[0].scatter(*data[:, :2].T, s=2, c="k", alpha=0.4)
+    axes[0].set_title("data")
+    axes[1].imshow(density, origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]), cmap="viridis")
+    axes[1].set_title(title)
+    if samples is not None:
+        axes[2].scatter(*np.asarray(samples)[:, :2].T, s=2, c="C1", alpha=0.4)
+        axes[2].set_title("samples")
+    for ax in axes:
         ax.set_xlim(xs[0], xs[-1])
         ax.set_ylim(ys[0], ys[-1])
         ax.set_aspect("equal")
