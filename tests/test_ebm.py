@@ -166,3 +166,16 @@ def test_deep_ebm_model_program_and_errors():
         est.log_partition("grid")
     with pytest.raises(ConfigError, match="unknown method"):
         est.log_partition("exact")
+
+
+def test_deep_ebm_is_equivariant_to_rescaling_the_data():
+    # the energy reads standardized data and the chains are preconditioned by the data's
+    # scale, so a fit on 100 x + 7 is the fit on x, moved: same energies at matching points
+    x = np.random.default_rng(1).normal([1.0, -0.5], [0.5, 0.3], size=(300, 2))
+    kw = dict(hidden_dims=(8,), langevin_steps=5, buffer_size=64, seed=0, device="cpu")
+    a = ppdgm.DeepEBM(**kw).fit(x, num_steps=20, batch_size=32)
+    b = ppdgm.DeepEBM(**kw).fit(100 * x + 7, num_steps=20, batch_size=32)
+    np.testing.assert_allclose(a.energy(x[:50]), b.energy(100 * x[:50] + 7), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        100 * a.sample(20, seed=2) + 7, b.sample(20, seed=2), rtol=1e-3, atol=0.05
+    )
