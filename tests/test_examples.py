@@ -59,6 +59,11 @@ CHECKS = {
     "lda_svi": _check_topics,
     "ppca_nuts_svi_ml": _check_ppca,
     "semi_supervised_m2": lambda acc: 0.0 <= acc <= 1.0,
+    # log p(x) >= ELBO (IWAE with 5000 particles), the gap split into its two parts
+    "vae_amortization_gap": lambda r: (
+        0.0 < r["acceptance_rate"] <= 1.0
+        and all(total > -0.1 and np.isclose(total, a + b) for total, a, b in r["gaps"].values())
+    ),
 }
 
 
