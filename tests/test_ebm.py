@@ -161,7 +161,10 @@ def test_deep_ebm_model_program_and_errors():
     with pytest.raises(ConfigError, match="reinit"):
         ppdgm.DeepEBM(reinit=2.0)
     est = ppdgm.DeepEBM(hidden_dims=(4,), langevin_steps=1, buffer_size=8, device="cpu")
-    est.fit(np.random.default_rng(0).normal(size=(40, 3)), num_steps=2, batch_size=8)
+    x = np.random.default_rng(0).normal(size=(60, 3))
+    est.fit(x[:40], num_steps=2, batch_size=8, X_val=x[40:])
+    assert est.history_["eval"] and np.isnan(est.history_["eval"]).all()  # none tracked in 3-D
+    assert est.selected_step_ == est.last_step_
     with pytest.raises(ConfigError, match="2-D"):
         est.log_partition("grid")
     with pytest.raises(ConfigError, match="unknown method"):
