@@ -625,7 +625,7 @@ def langevin(
         event_shape: the shape of one point of a function target (else from ``init``).
         noise_levels: annealed Langevin's sigmas, largest first.
         target_accept: the acceptance rate warmup aims at: by default 0.574 for MALA (optimal
-            in high dimension) and 0.95 for ULA, whose draws carry a bias that grows with the
+            in high dimension) and 0.98 for ULA, whose draws carry a bias that grows with the
             step.
         adapt_mass: also adapt a diagonal preconditioner (the chain's variance) in warmup.
         thin: keep every ``thin``-th step.
@@ -673,7 +673,7 @@ def langevin(
             "leave num_warmup unset"
         )
     if target_accept is None:
-        target_accept = 0.95 if method == "ula" else 0.574
+        target_accept = 0.98 if method == "ula" else 0.574
     if not 0.0 < float(target_accept) < 1.0:
         raise ConfigError(f"target_accept must lie in (0, 1), got {target_accept!r}")
     if num_steps // thin < 1:
