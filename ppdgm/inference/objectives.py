@@ -225,7 +225,9 @@ class ContrastiveDivergence(Objective):
     The loss on a batch x of N examples is ``sum_n E(x_n) - (N/M) sum_m E(x~_m)``, where the M
     negatives x~ come from ``num_steps`` transitions of the site's Markov chain: started at the
     data (CD-k) or where the previous step left its ``num_chains`` persistent chains (PCD-k; the
-    chains are the objective's state and travel in checkpoints). The negatives are held fixed,
+    chains are the objective's state and travel in checkpoints; they start at data, or from the
+    density's ``init`` where it has one, whose states may be wider than the data, e.g. a DBM's
+    ``[v, h1, h2]``). The negatives are held fixed,
     so the gradient is the data's expected energy gradient minus the model's, estimated: the
     negative log-likelihood gradient, biased by the short chains. Where the model provides
     ``contrastive_gradients(x, negatives, scale)`` (an RBM's difference of sufficient
@@ -333,10 +335,18 @@ class _ContrastiveDivergenceModule(ObjectiveModule):
         density = self.density(x)
         if objective.replay:
             return self._replay(density, x)
+        # a chain's state is the data's shape, or the density's own (e.g. a DBM's [v, h1, h2])
+        own_states = density.init is not None
         if not objective.persistent:
             start = x
-        elif self.chains.shape[1:] == x.shape[1:] and self.chains.device == x.device:
+        elif (
+            self.chains.numel()
+            and self.chains.device == x.device
+            and (own_states or self.chains.shape[1:] == x.shape[1:])
+        ):
             start = self.chains
+        elif own_states:  # the first step: fresh chains from the density's initializer
+            start = density.init(objective.num_chains or x.shape[0]).to(x.device)
         else:  # the first step: the chains start at data
             m = objective.num_chains or x.shape[0]
             start = x[torch.randint(x.shape[0], (m,), device=x.device)] if m != x.shape[0] else x

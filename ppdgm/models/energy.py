@@ -25,6 +25,8 @@ from ..distributions import UnnormalizedDensity
 from ..errors import ConfigError
 
 __all__ = [
+    "DBM",
+    "DBMAnnealingPath",
     "DeepEBM",
     "RBM",
     "RBMAnnealingPath",
@@ -390,3 +392,227 @@ class DeepEBM(PyroModule):
         from ..evaluation import EnergyAnnealingPath
 
         return EnergyAnnealingPath(self.energy, self.shift, self.scale, step_size, num_steps)
+
+
+def _entropy(p: torch.Tensor) -> torch.Tensor:
+    """(N,) entropy of independent Bernoulli units with probabilities ``p`` (N, H)."""
+    q = p.clamp(1e-7, 1 - 1e-7)
+    return -(q * q.log() + (1 - q) * (1 - q).log()).sum(-1)
+
+
+class DBM(PyroModule):
+    """A deep Boltzmann machine with two binary hidden layers (Salakhutdinov & Hinton, 2009):
+    ``E(v, h1, h2) = -b.v - c1.h1 - c2.h2 - h1.W1 v - h2.W2 h1``.
+
+    Given h1, the visible units and the second hidden layer are independent, so block Gibbs
+    sampling alternates h1 | (v, h2) and (v, h2) | h1; a chain's state is the row
+    ``[v, h1, h2]`` (width D + H1 + H2). The posterior over both hidden layers is not
+    factorial; the data term of learning uses its mean-field approximation ``q(h1) q(h2)``
+    (:meth:`mean_field`), whose variational free energy ``F_q(v) >= F(v)`` is the energy the
+    program's data site carries, so that ``-F_q(v) - log Z`` is a lower bound on log p(v).
+    Exactly, summing v and h2 out given h1 in closed form, log Z and F(v) come from
+    enumerating the first hidden layer (:meth:`log_partition_exact`, :meth:`free_energy_exact`).
+
+    Args:
+        num_visible: D.  hidden: (H1, H2).
+        mean_field_steps: fixed-point iterations of the mean-field updates.
+        init_std: standard deviation of the initial weights.
+        generator: a :class:`torch.Generator` for them.
+    """
+
+    def __init__(
+        self,
+        num_visible: int,
+        hidden=(64, 32),
+        mean_field_steps: int = 10,
+        init_std: float = 0.01,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        h1, h2 = (int(h) for h in hidden)
+        self.num_visible, self.hidden = int(num_visible), (h1, h2)
+        self.mean_field_steps = int(mean_field_steps)
+        self.weight1 = nn.Parameter(
+            torch.randn(h1, self.num_visible, generator=generator) * init_std
+        )
+        self.weight2 = nn.Parameter(torch.randn(h2, h1, generator=generator) * init_std)
+        self.visible_bias = nn.Parameter(torch.zeros(self.num_visible))
+        self.hidden_bias1 = nn.Parameter(torch.zeros(h1))
+        self.hidden_bias2 = nn.Parameter(torch.zeros(h2))
+
+    def _params(self):
+        p = self._parameters  # PyroModule's attribute lookup is slow on a hot path
+        return (
+            p["weight1"],
+            p["weight2"],
+            p["visible_bias"],
+            p["hidden_bias1"],
+            p["hidden_bias2"],
+        )
+
+    def split(self, state: torch.Tensor):
+        """A chain state ``[v, h1, h2]`` as (v, h1, h2)."""
+        d, (h1, h2) = self.num_visible, self.hidden
+        return state[:, :d], state[:, d : d + h1], state[:, d + h1 : d + h1 + h2]
+
+    @torch.no_grad()
+    def mean_field(self, v: torch.Tensor, num_steps: int | None = None):
+        """The mean-field posterior q(h1) q(h2) given v: (N, H1) and (N, H2) probabilities,
+        from a bottom-up pass (doubled first-layer input, standing in for the missing
+        top-down one) and ``num_steps`` fixed-point sweeps."""
+        w1, w2, _, c1, c2 = self._params()
+        steps = self.mean_field_steps if num_steps is None else int(num_steps)
+        bottom = torch.addmm(c1, v, w1.t())
+        mu1 = torch.sigmoid(bottom + (v @ w1.t()))
+        mu2 = torch.sigmoid(torch.addmm(c2, mu1, w2.t()))
+        for _ in range(steps):
+            mu1 = torch.sigmoid(bottom + mu2 @ w2)
+            mu2 = torch.sigmoid(torch.addmm(c2, mu1, w2.t()))
+        return mu1, mu2
+
+    def energy(self, v, h1, h2) -> torch.Tensor:
+        """(N,) E(v, h1, h2)."""
+        w1, w2, b, c1, c2 = self._params()
+        return -(v @ b + h1 @ c1 + h2 @ c2 + ((h1 @ w1) * v).sum(-1) + ((h2 @ w2) * h1).sum(-1))
+
+    def variational_free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        """(N,) ``F_q(v) = E_q[E(v, h)] - H(q)`` at the mean-field q: an upper bound on F(v)."""
+        mu1, mu2 = self.mean_field(v)
+        return self.energy(v, mu1, mu2) - _entropy(mu1) - _entropy(mu2)
+
+    @torch.no_grad()
+    def init_chains(self, n: int) -> torch.Tensor:
+        """``n`` chain states with every unit a fair coin."""
+        width = self.num_visible + sum(self.hidden)
+        return bernoulli(torch.full((n, width), 0.5, device=self.visible_bias.device))
+
+    @torch.no_grad()
+    def gibbs(self, state: torch.Tensor, num_steps: int = 1) -> torch.Tensor:
+        """``num_steps`` sweeps of block Gibbs sampling: h1 | (v, h2), then (v, h2) | h1. A
+        state of width D alone (data) gets its hidden units from the mean-field posterior."""
+        w1, w2, b, c1, c2 = self._params()
+        if state.shape[1] == self.num_visible:
+            mu1, mu2 = self.mean_field(state)
+            state = torch.cat((state, bernoulli(mu1), bernoulli(mu2)), 1)
+        v, _, h2 = self.split(state)
+        for _ in range(int(num_steps)):
+            h1 = bernoulli(torch.sigmoid(torch.addmm(c1, v, w1.t()) + h2 @ w2))
+            v = bernoulli(torch.sigmoid(torch.addmm(b, h1, w1)))
+            h2 = bernoulli(torch.sigmoid(torch.addmm(c2, h1, w2.t())))
+        return torch.cat((v, h1, h2), 1)
+
+    def model(self, x: torch.Tensor | None = None):
+        """The program: ``x`` (N, D) observed under exp(-F_q(x)), the site carrying the
+        Gibbs sampler over full states and their initializer (for persistent chains)."""
+        if x is None:
+            raise ConfigError("a DBM's program scores data; draw samples with sample(n)")
+        density = UnnormalizedDensity(
+            self.variational_free_energy,
+            (self.num_visible,),
+            sampler=self.gibbs,
+            support=constraints.boolean,
+            init=self.init_chains,
+        )
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", density, obs=x)
+
+    @torch.no_grad()
+    def contrastive_gradients(self, x: torch.Tensor, negatives: torch.Tensor, scale: float = 1.0):
+        """The loss ``scale * (sum F_q(x) - (N/M) sum E(negatives))`` and its gradient in closed
+        form: mean-field statistics of the data minus the chains' statistics (M full states)."""
+        w1, w2, b, c1, c2 = self._params()
+        n, m = x.shape[0], negatives.shape[0]
+        if negatives.shape[1] == self.num_visible:  # CD from data: complete the states
+            negatives = self.gibbs(negatives, 0)
+        mu1, mu2 = self.mean_field(x)
+        nv, nh1, nh2 = self.split(negatives)
+        pos, neg = -float(scale), float(scale) * n / m
+        grads = {
+            w1: pos * (mu1.t() @ x) + neg * (nh1.t() @ nv),
+            w2: pos * (mu2.t() @ mu1) + neg * (nh2.t() @ nh1),
+            b: pos * x.sum(0) + neg * nv.sum(0),
+            c1: pos * mu1.sum(0) + neg * nh1.sum(0),
+            c2: pos * mu2.sum(0) + neg * nh2.sum(0),
+        }
+        f_data = self.energy(x, mu1, mu2) - _entropy(mu1) - _entropy(mu2)
+        loss = scale * (f_data.sum() - (n / m) * self.energy(nv, nh1, nh2).sum())
+        return loss, grads
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, num_steps: int = 1000) -> torch.Tensor:
+        """Visible draws after ``num_steps`` Gibbs sweeps from coin-flip states."""
+        state = self.gibbs(self.init_chains(int(num_samples)), num_steps)
+        return self.split(state)[0]
+
+    # -- exact quantities for small first layers ------------------------------------------------
+    def _check_enumerable(self, max_units: int) -> None:
+        if self.hidden[0] > max_units:
+            raise ConfigError(
+                f"exact DBM quantities enumerate 2**{self.hidden[0]} first-layer states, more "
+                f"than 2**{max_units}; use annealed importance sampling (method='ais')"
+            )
+
+    @torch.no_grad()
+    def log_partition_exact(self, max_units: int = 20) -> torch.Tensor:
+        """log Z by enumerating h1, with v and h2 summed out in closed form given it."""
+        self._check_enumerable(max_units)
+        w1, w2, b, c1, c2 = self._params()
+        h1 = binary_states(self.hidden[0], device=w1.device)
+        terms = (
+            h1 @ c1
+            + F.softplus(torch.addmm(b, h1, w1)).sum(-1)
+            + F.softplus(torch.addmm(c2, h1, w2.t())).sum(-1)
+        )
+        return torch.logsumexp(terms, 0)
+
+    @torch.no_grad()
+    def free_energy_exact(self, v: torch.Tensor, max_units: int = 20) -> torch.Tensor:
+        """(N,) F(v) = -log sum_{h1, h2} exp(-E(v, h1, h2)), enumerating h1."""
+        self._check_enumerable(max_units)
+        w1, w2, b, c1, c2 = self._params()
+        h1 = binary_states(self.hidden[0], device=w1.device)
+        per_h1 = h1 @ c1 + F.softplus(torch.addmm(c2, h1, w2.t())).sum(-1)  # (S,)
+        inner = v @ w1.t() @ h1.t() + per_h1  # (N, S)
+        return -(v @ b) - torch.logsumexp(inner, 1)
+
+    def annealing_path(self, base_bias: torch.Tensor | None = None) -> DBMAnnealingPath:
+        """AIS over full states from a DBM with no weights (visible biases ``base_bias``,
+        default this model's; hidden units fair coins) to this one."""
+        return DBMAnnealingPath(self, base_bias)
+
+
+class DBMAnnealingPath:
+    """AIS for a DBM over its full states s = [v, h1, h2]:
+    ``log p*_beta(s) = -(1 - beta) E_A(s) - beta E(s)``, with E_A the energy of the base (only
+    visible biases b_A: ``log Z_A = sum softplus(b_A) + (H1 + H2) log 2``). The transition is a
+    block Gibbs sweep of p_beta. The estimate is of the DBM's log Z (of the joint, which is
+    also the visible marginal's normalizer)."""
+
+    def __init__(self, dbm: DBM, base_bias: torch.Tensor | None = None):
+        self.dbm = dbm
+        b = dbm.visible_bias.detach() if base_bias is None else base_bias
+        self.base_bias = torch.as_tensor(b, dtype=dbm.weight1.dtype, device=dbm.weight1.device)
+        if self.base_bias.shape != (dbm.num_visible,):
+            raise ConfigError(f"base_bias must have shape ({dbm.num_visible},)")
+        self.log_z_base = float(F.softplus(self.base_bias).sum()) + sum(dbm.hidden) * math.log(2)
+
+    @torch.no_grad()
+    def sample_base(self, num_samples: int) -> torch.Tensor:
+        d = self.dbm
+        v = bernoulli(torch.sigmoid(self.base_bias).expand(int(num_samples), -1))
+        h = bernoulli(torch.full((int(num_samples), sum(d.hidden)), 0.5, device=v.device))
+        return torch.cat((v, h), 1)
+
+    @torch.no_grad()
+    def log_unnormalized(self, state: torch.Tensor, beta: float) -> torch.Tensor:
+        v, h1, h2 = self.dbm.split(state)
+        return (1.0 - beta) * (v @ self.base_bias) - beta * self.dbm.energy(v, h1, h2)
+
+    @torch.no_grad()
+    def transition(self, state: torch.Tensor, beta: float) -> torch.Tensor:
+        w1, w2, b, c1, c2 = self.dbm._params()
+        v, _, h2 = self.dbm.split(state)
+        h1 = bernoulli(torch.sigmoid(beta * (torch.addmm(c1, v, w1.t()) + h2 @ w2)))
+        v = bernoulli(torch.sigmoid(beta * torch.addmm(b, h1, w1) + (1.0 - beta) * self.base_bias))
+        h2 = bernoulli(torch.sigmoid(beta * torch.addmm(c2, h1, w2.t())))
+        return torch.cat((v, h1, h2), 1)
