@@ -12,6 +12,7 @@ warnings.filterwarnings(
 from . import errors  # noqa: E402
 from .estimators import (  # noqa: E402
     CNF,
+    DBM,
     FVSBN,
     MADE,
     MAF,
@@ -51,6 +52,7 @@ __all__ = [
     "WaveNet",
     "RBM",
     "DeepEBM",
+    "DBM",
     "BernoulliRBM",
     "Trainer",
     "errors",

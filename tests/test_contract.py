@@ -30,6 +30,13 @@ TINY = {
     "charrnn": {"hidden": 8, "num_layers": 1},
     "wavenet": {"channels": 8, "num_layers": 2},
     "rbm": {"num_hidden": 8, "sample_steps": 20},
+    "dbm": {
+        "hidden": (6, 4),
+        "num_chains": 16,
+        "sample_steps": 20,
+        "ais_chains": 10,
+        "ais_betas": 20,
+    },
     "ebm": {
         "hidden_dims": (8,),
         "langevin_steps": 2,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ppdgm.errors import ConfigError
+from ppdgm.errors import ConfigError, DataValueError
 from ppdgm.evaluation import ais
 from ppdgm.inference import ContrastiveDivergence
 from ppdgm.models.energy import DBM, binary_states
@@ -136,3 +136,25 @@ def test_pcd_trains_a_dbm_through_the_one_trainer():
     assert after > before + 0.5
     entropy = -sum(p * math.log(p) + (1 - p) * math.log(1 - p) for p in (0.9, 0.1, 0.8, 0.2))
     assert after > -entropy - 0.3  # close to the independent-pixel optimum
+
+
+def test_dbm_family_scores_exactly_for_a_small_first_layer_and_checks_its_options():
+    import ppdgm
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((120, 6)) < [0.9, 0.1, 0.8, 0.2, 0.5, 0.7]).astype(float)
+    est = ppdgm.DBM(hidden=(4, 3), num_chains=20, sample_steps=20, seed=0, device="cpu")
+    est.fit(x[:100], num_steps=200, X_val=x[100:])
+    assert est.log_partition() == pytest.approx(float(est.model_.log_partition_exact()))
+    assert est.log_z_method_ == "exact"
+    with torch.no_grad():
+        xt = torch.as_tensor(x[100:], dtype=torch.float32)
+        exact = -est.model_.free_energy_exact(xt) - est.model_.log_partition_exact()
+    np.testing.assert_allclose(est.score_samples(x[100:]), exact.numpy(), rtol=1e-5)
+    assert est.transform(x[:5]).shape == (5, 7)
+    assert est.sample(3).shape == (3, 6)
+    assert np.isfinite(est.history_["eval"]).all()  # the exact NLL is tracked
+    with pytest.raises(ConfigError, match="two layer widths"):
+        ppdgm.DBM(hidden=(4,))
+    with pytest.raises(DataValueError, match=r"values in \[0, 1\], found 2.0 .*MinMaxScaler\)$"):
+        ppdgm.DBM(hidden=(2, 2)).fit(x * 2, num_steps=1)

@@ -4,7 +4,7 @@ and builds each family's options from its constructor (see :mod:`ppdgm.estimator
 
 from .autoregressive import FVSBN, MADE, NADE
 from .base import REGISTRY, Estimator, get_family, load_estimator, register
-from .energy import RBM, DeepEBM
+from .energy import DBM, RBM, DeepEBM
 from .flows import CNF, MAF, NICE, NSF, Glow, PlanarFlow, RadialFlow, RealNVP
 from .pixelcnn import PixelCNN
 from .sequence import CharRNN, WaveNet
@@ -19,6 +19,7 @@ __all__ = [
     "VAE",
     "RBM",
     "DeepEBM",
+    "DBM",
     "BernoulliRBM",
     "FVSBN",
     "NADE",

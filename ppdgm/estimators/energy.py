@@ -17,7 +17,7 @@ from ..models.energy import RBM as RBMModel
 from ..models.energy import VISIBLE_UNITS
 from .base import Estimator, register
 
-__all__ = ["DeepEBM", "RBM"]
+__all__ = ["DBM", "DeepEBM", "RBM"]
 
 #: enumerate log Z exactly when the smaller layer has at most this many units
 EXACT_MAX_UNITS = 20
@@ -25,14 +25,18 @@ EXACT_MAX_UNITS = 20
 _VAL_EXACT_MAX_UNITS = 16
 
 
-def check_unit_interval(x: np.ndarray, source: str) -> None:
+def check_unit_interval(
+    x: np.ndarray,
+    source: str,
+    hint: str = "scale the data (e.g. MinMaxScaler) or use visible='gaussian'",
+) -> None:
     """Refuse values outside [0, 1] (Bernoulli visible units read them as probabilities)."""
     bad = (x < 0) | (x > 1)
     if bad.any():
         i = np.argwhere(bad)[0]
         raise DataValueError(
             f"{source}: Bernoulli visible units need values in [0, 1], found {x[tuple(i)]} at "
-            f"row {int(i[0])}; scale the data (e.g. MinMaxScaler) or use visible='gaussian'"
+            f"row {int(i[0])}; {hint}"
         )
 
 
@@ -538,5 +542,225 @@ class DeepEBM(Estimator):
             self.history_,
             path=folder / "curves.png",
             ylabel="train: energy gap (data - negatives); validation: NLL",
+            best_step=self.selected_step_ if self.best_step_ is not None else None,
+        )
+
+
+@register
+class DBM(Estimator):
+    """A deep Boltzmann machine with two binary hidden layers (Salakhutdinov & Hinton, 2009),
+    trained by persistent contrastive divergence with mean-field inference for the data term.
+
+    Each step is one SGD update whose gradient the trainer takes in closed form: the data's
+    mean-field statistics minus those of ``num_chains`` persistent Gibbs chains over full
+    states ``[v, h1, h2]``, which travel in checkpoints
+    (:class:`~ppdgm.inference.ContrastiveDivergence` with ``persistent=True``).
+
+    ``score_samples`` is in nats: **exact** (log Z and F(x) by enumerating the first hidden
+    layer) when it has at most 20 units; otherwise the mean-field **lower bound**
+    ``-F_q(x) - log Z`` with log Z from **annealed importance sampling** over full states, which
+    underestimates log Z on average (the two errors pull in opposite directions: the figure is
+    an estimate, not a bound). ``log_partition`` says which it used.
+
+    Args:
+        hidden: (H1, H2), the hidden layers' widths.
+        mean_field_steps: fixed-point sweeps of the mean-field posterior.
+        cd_k: Gibbs sweeps of the persistent chains per step.
+        num_chains: persistent chains.
+        momentum, weight_decay: of SGD.
+        init_std: standard deviation of the initial weights.
+        sample_steps: Gibbs sweeps ``sample`` runs from coin-flip states.
+        ais_chains, ais_betas: chains and distributions of AIS.
+        seed, device, compile: as for every family (compile is unused by the closed form).
+
+    Attributes:
+        model_: the fitted :class:`~ppdgm.models.energy.DBM`.
+        log_z_: log Z once computed, with :attr:`log_z_method_`.
+    """
+
+    family = "dbm"
+    summary = "deep Boltzmann machine (two hidden layers) trained by PCD with mean field"
+    default_data = "digits-binary"
+    default_lr = 0.05
+    default_batch_size = 20
+    default_lr_schedule = "linear"
+
+    def __init__(
+        self,
+        *,
+        hidden: tuple[int, int] = (64, 32),
+        mean_field_steps: int = 10,
+        cd_k: int = 1,
+        num_chains: int = 100,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        init_std: float = 0.01,
+        sample_steps: int = 1000,
+        ais_chains: int = 100,
+        ais_betas: int = 10_000,
+        seed: int = 0,
+        device: str = "auto",
+        compile: bool = False,
+    ):
+        self.hidden = hidden
+        self.mean_field_steps = mean_field_steps
+        self.cd_k = cd_k
+        self.num_chains = num_chains
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.init_std = init_std
+        self.sample_steps = sample_steps
+        self.ais_chains = ais_chains
+        self.ais_betas = ais_betas
+        self.seed = seed
+        self.device = device
+        self.compile = compile
+        self._check_params()
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        hidden = tuple(self.hidden) if isinstance(self.hidden, list | tuple) else ()
+        if len(hidden) != 2:
+            raise ConfigError(f"hidden must be two layer widths (H1, H2), got {self.hidden!r}")
+        for i, h in enumerate(hidden):
+            check_int(f"hidden[{i}]", h)
+        for name in ("mean_field_steps", "cd_k", "num_chains", "sample_steps", "ais_chains"):
+            check_int(name, getattr(self, name))
+        check_int("ais_betas", self.ais_betas, low=2)
+        if not 0.0 <= float(self.momentum) < 1.0:
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not float(self.init_std) > 0.0:
+            raise ConfigError(f"init_std must be positive, got {self.init_std}")
+
+    def _check_support(self, x: np.ndarray, source: str, settings: dict[str, Any]) -> None:
+        if x.ndim != 2:
+            raise ConfigError(
+                f"{source}: a DBM models vectors (N, D); got examples of shape {x.shape[1:]} "
+                "(flatten images first)"
+            )
+        check_unit_interval(x, source, hint="scale the data (e.g. MinMaxScaler)")
+
+    def _build(self, data_shape: tuple[int, ...]) -> None:
+        from ..models.energy import DBM as DBMModel
+
+        generator = torch.Generator().manual_seed(int(self.seed))
+        self.model_ = DBMModel(
+            data_shape[0],
+            tuple(int(h) for h in self.hidden),
+            int(self.mean_field_steps),
+            float(self.init_std),
+            generator,
+        )
+        for stale in ("log_z_", "log_z_method_", "ais_result_"):
+            self.__dict__.pop(stale, None)
+
+    def _data_init(self, x: torch.Tensor) -> None:
+        p = (x.sum(0) + 1.0) / (x.shape[0] + 2.0)
+        self.model_.visible_bias.data.copy_(torch.log(p) - torch.log1p(-p))
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model_}
+
+    def _programs(self):
+        return self.model_.model, None
+
+    def _objective(self):
+        from ..inference import ContrastiveDivergence
+
+        return ContrastiveDivergence(
+            num_steps=int(self.cd_k), persistent=True, num_chains=int(self.num_chains)
+        )
+
+    def _trainer_options(self) -> dict[str, Any]:
+        return {
+            "optimizer": "sgd",
+            "momentum": float(self.momentum),
+            "weight_decay": float(self.weight_decay),
+        }
+
+    def _exact(self) -> bool:
+        return self.model_.hidden[0] <= EXACT_MAX_UNITS
+
+    def _val_loss(self, x: torch.Tensor) -> float:
+        """The exact NLL when the first hidden layer has at most 16 units; else none is tracked
+        (NaN: log Z would need an AIS run at every evaluation) and the last step is kept."""
+        with torch.no_grad():
+            m = self.model_
+            if m.hidden[0] <= _VAL_EXACT_MAX_UNITS:
+                return float(m.free_energy_exact(x).mean() + m.log_partition_exact())
+            return math.nan
+
+    def log_partition(self, method: str = "auto") -> float:
+        """log Z: ``exact`` (enumerating the first hidden layer), ``ais``, or ``auto`` (exact
+        when it has at most 20 units). Cached in :attr:`log_z_` with :attr:`log_z_method_`."""
+        from ..evaluation import log_partition
+
+        self._check_fitted()
+        if method not in ("auto", "exact", "ais"):
+            raise ConfigError(f"unknown method {method!r}; choose auto, exact or ais")
+        chosen = ("exact" if self._exact() else "ais") if method == "auto" else method
+        if getattr(self, "log_z_method_", None) == chosen:
+            return self.log_z_
+        if chosen == "exact":
+            value = log_partition(self.model_, "exact")
+        else:
+            with self._seeded():
+                result = log_partition(
+                    self.model_,
+                    "ais",
+                    num_chains=int(self.ais_chains),
+                    num_betas=int(self.ais_betas),
+                    seed=int(self.seed),
+                )
+            self.ais_result_, value = result, result.log_z
+        self.log_z_, self.log_z_method_ = float(value), chosen
+        return float(value)
+
+    @torch.no_grad()
+    def score_samples(self, X) -> np.ndarray:
+        """log p(x) per example in nats, shape (N,): exact for a first hidden layer of at most
+        20 units, else the mean-field bound with AIS's log Z (see the class docstring)."""
+        x = self._tensor(X)
+        log_z = self.log_partition("auto")
+        m = self.model_
+        f = m.free_energy_exact(x) if self._exact() else m.variational_free_energy(x)
+        return (-f - log_z).double().cpu().numpy()
+
+    @torch.no_grad()
+    def transform(self, X) -> np.ndarray:
+        """The mean-field posterior of both hidden layers as features, (N, H1 + H2)."""
+        mu1, mu2 = self.model_.mean_field(self._tensor(X))
+        return torch.cat((mu1, mu2), 1).cpu().numpy()
+
+    def sample(self, num_samples: int, *, seed: int | None = None) -> np.ndarray:
+        """``num_samples`` visible draws after ``sample_steps`` Gibbs sweeps; (num_samples, D)."""
+        self._check_fitted()
+        check_int("num_samples", num_samples)
+        with self._seeded(seed):
+            return self.model_.sample(int(num_samples), int(self.sample_steps)).cpu().numpy()
+
+    def metrics(self, X, prefix: str, **options) -> dict[str, Any]:
+        out = super().metrics(X, prefix, **options)
+        out["log_z"] = self.log_partition("auto")
+        out["log_z_method"] = self.log_z_method_
+        return out
+
+    def plot_figures(self, data, folder: Path, seed: int = 0) -> None:
+        """samples.png, filters.png (first-layer weights as images) and curves.png."""
+        from .. import viz
+
+        viz.plot_samples(self.sample(64, seed=seed), data.image_shape, path=folder / "samples.png")
+        w = self.model_.weight1.detach().cpu().numpy()[:100]
+        lo, hi = w.min(1, keepdims=True), w.max(1, keepdims=True)
+        viz.image_grid(
+            (w - lo) / np.maximum(hi - lo, 1e-12),
+            data.image_shape,
+            title="filters (first hidden layer's weights)",
+            path=folder / "filters.png",
+        )
+        viz.plot_curves(
+            self.history_,
+            path=folder / "curves.png",
+            ylabel="train: mean-field free-energy gap; validation: NLL",
             best_step=self.selected_step_ if self.best_step_ is not None else None,
         )
