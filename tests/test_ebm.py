@@ -182,3 +182,15 @@ def test_deep_ebm_is_equivariant_to_rescaling_the_data():
     np.testing.assert_allclose(
         100 * a.sample(20, seed=2) + 7, b.sample(20, seed=2), rtol=1e-3, atol=0.05
     )
+
+
+def test_annealing_path_and_log_partition_refuse_bad_options():
+    energy, _ = quadratic([0.0], [1.0])
+    with pytest.raises(ValueError, match="std must be positive"):
+        EnergyAnnealingPath(energy, torch.zeros(1), torch.zeros(1))
+    from ppdgm.evaluation import log_partition
+
+    with pytest.raises(ConfigError, match=r"exact log Z takes no options, got \['num_chains'\]"):
+        log_partition(DeepEBM(2, hidden_dims=(4,)), "exact", num_chains=3)
+    with pytest.raises(ConfigError, match="unknown method 'grid'"):
+        log_partition(DeepEBM(2, hidden_dims=(4,)), "grid")
