@@ -11,6 +11,7 @@ from pyroapi import distributions as wdist
 from pyroapi import pyro as wpyro
 from scipy import stats
 
+import ppdgm
 from ppdgm.errors import ConfigError, ModelError
 from ppdgm.inference import langevin
 from ppdgm.inference.dynamics import _DualAveraging
@@ -406,3 +407,23 @@ def test_thinning_and_seeds():
     np.testing.assert_array_equal(full, again)
     np.testing.assert_array_equal(thinned, full[:, 1::2])
     assert not np.allclose(full, other)
+
+
+@pytest.mark.gpu
+def test_chains_and_an_energy_model_run_on_the_gpu():
+    class Quadratic(torch.nn.Module):  # the chains go where the energy's parameters are
+        def __init__(self):
+            super().__init__()
+            self.precision = torch.nn.Parameter(PREC2.clone(), requires_grad=False)
+
+        def forward(self, x):
+            assert x.is_cuda
+            return 0.5 * ((x @ self.precision) * x).sum(-1)
+
+    energy = Quadratic().cuda()
+    idata = run(energy, kind="energy", event_shape=(2,), num_chains=500, num_steps=50)
+    x = idata.posterior.x.values[:, -1]
+    assert np.corrcoef(x.T)[0, 1] == pytest.approx(0.8, abs=0.08)
+    est = ppdgm.DeepEBM(hidden_dims=(16,), langevin_steps=3, buffer_size=64, device="cuda")
+    est.fit(RNG.normal(size=(200, 2)), num_steps=5, batch_size=32)
+    assert est.model_.shift.is_cuda and np.isfinite(est.sample(10)).all()
