@@ -592,7 +592,7 @@ class DBM(Estimator):
         mean_field_steps: int = 10,
         cd_k: int = 1,
         num_chains: int = 100,
-        momentum: float = 0.9,
+        momentum: float = 0.5,
         weight_decay: float = 0.0,
         init_std: float = 0.01,
         sample_steps: int = 1000,
