@@ -143,6 +143,9 @@ def test_deep_ebm_learns_a_blob_and_its_ais_log_z_meets_the_grid(blob_ebm):
     ais_value = est.log_partition("ais")
     assert abs(ais_value - grid) < 0.1
     assert est.log_z_method_ == "ais" and 0.3 < est.ais_accept_rate_ <= 1.0
+    # scoring uses AIS's log Z, whichever was computed last
+    np.testing.assert_allclose(est.score_samples(x[:3]), -est.energy(x[:3]) - ais_value, rtol=1e-6)
+    assert est.log_partition("grid") == grid and est.log_z_grid_ == grid
     # the fitted density is close to the data's: its test NLL near the Gaussian's entropy
     gauss_nll = float(np.log(0.5 * 0.3) + np.log(2 * np.pi) + 1.0)
     nll = -est.score(x[1800:])

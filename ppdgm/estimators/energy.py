@@ -341,7 +341,8 @@ class DeepEBM(Estimator):
 
     Attributes:
         model_: the fitted :class:`~ppdgm.models.energy.DeepEBM`.
-        log_z_: log Z once computed, with :attr:`log_z_method_`.
+        log_z_: AIS's log Z once computed (``log_z_method_`` is "ais"); ``log_z_grid_`` the
+            grid's (2-D).
     """
 
     family = "ebm"
@@ -413,7 +414,7 @@ class DeepEBM(Estimator):
         self.model_ = DeepEBMModel(
             data_shape[0], tuple(self.hidden_dims), int(self.langevin_steps), float(self.step_size)
         )
-        for stale in ("log_z_", "log_z_method_", "ais_result_"):
+        for stale in ("log_z_", "log_z_method_", "ais_result_", "ais_accept_rate_", "log_z_grid_"):
             self.__dict__.pop(stale, None)
 
     def _data_init(self, x: torch.Tensor) -> None:
@@ -467,33 +468,31 @@ class DeepEBM(Estimator):
             return ais(path, num_chains, num_betas, seed=int(self.seed)), path
 
     def log_partition(self, method: str = "ais") -> float:
-        """log Z of the fitted model: ``ais`` (the default, seeded with ``seed``) or ``grid``
-        (2-D data only: the midpoint rule on a 400-square grid over the chains' box). Cached in
-        :attr:`log_z_` with :attr:`log_z_method_`; :attr:`ais_result_` keeps the AIS run and
-        :attr:`ais_accept_rate_` its MALA acceptance."""
+        """log Z of the fitted model: ``ais`` (the default, seeded with ``seed``), cached in
+        :attr:`log_z_` (the one :meth:`score_samples` uses), with :attr:`ais_result_` and the
+        MALA acceptance :attr:`ais_accept_rate_`; or ``grid`` (2-D data only: the midpoint rule
+        on a 400-square grid over the chains' box), cached in :attr:`log_z_grid_`."""
         self._check_fitted()
         if method not in ("ais", "grid"):
             raise ConfigError(f"unknown method {method!r}; choose ais or grid")
-        if getattr(self, "log_z_method_", None) == method:
-            return self.log_z_
         if method == "grid":
             if self.model_.num_inputs != 2:
                 raise ConfigError("log_partition('grid') integrates 2-D models only; use 'ais'")
-            value = self._log_z_grid(400)
-        else:
+            if not hasattr(self, "log_z_grid_"):
+                self.log_z_grid_ = self._log_z_grid(400)
+            return self.log_z_grid_
+        if not hasattr(self, "log_z_"):
             result, path = self._ais(int(self.ais_chains), int(self.ais_betas))
             self.ais_result_, self.ais_accept_rate_ = result, path.accept_rate
-            value = result.log_z
-        self.log_z_, self.log_z_method_ = float(value), method
-        return float(value)
+            self.log_z_, self.log_z_method_ = float(result.log_z), "ais"
+        return self.log_z_
 
     @torch.no_grad()
     def score_samples(self, X) -> np.ndarray:
         """log p(x) per example in nats, shape (N,), with log Z from AIS (see the class
         docstring: on average an overestimate of the log-likelihood)."""
         x = self._tensor(X)
-        log_z = self.log_partition("ais") if not hasattr(self, "log_z_") else self.log_z_
-        return (-self.model_.energy(x) - log_z).double().cpu().numpy()
+        return (-self.model_.energy(x) - self.log_partition("ais")).double().cpu().numpy()
 
     def energy(self, X) -> np.ndarray:
         """E(x) per example, shape (N,)."""
@@ -510,10 +509,10 @@ class DeepEBM(Estimator):
 
     def metrics(self, X, prefix: str, **options) -> dict[str, Any]:
         out = super().metrics(X, prefix, **options)
-        out["log_z"] = self.log_z_
+        out["log_z"] = self.log_partition("ais")
         out["log_z_method"] = self.log_z_method_
         if self.model_.num_inputs == 2:
-            out["log_z_grid"] = self._log_z_grid(400)
+            out["log_z_grid"] = self.log_partition("grid")
         return out
 
     def plot_figures(self, data, folder: Path, seed: int = 0) -> None:
