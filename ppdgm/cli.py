@@ -117,7 +117,7 @@ def _train_options() -> argparse.ArgumentParser:
         choices=LR_SCHEDULES,
         default=None,
         help="constant, or cosine or linear decay to 0 over the steps (default: the "
-        "family's: cosine for nsf, linear for rbm, constant for the others)",
+        "family's: cosine for nsf, linear for rbm and dbm, constant for the others)",
     )
     o.add_argument(
         "--val-fraction",

@@ -40,8 +40,132 @@ def check_unit_interval(
         )
 
 
+def data_log_odds(x: torch.Tensor) -> torch.Tensor:
+    """The Laplace-smoothed log-odds of each column of binary data (N, D): visible biases that
+    make a model with no weights fit the pixels' marginals."""
+    p = (x.sum(0) + 1.0) / (x.shape[0] + 2.0)
+    return torch.log(p) - torch.log1p(-p)
+
+
+class _BoltzmannMachine(Estimator):
+    """What the RBM and DBM families share: SGD with momentum on contrastive divergence's
+    closed-form gradient, log Z exact by enumeration or by AIS, block Gibbs samples, and the
+    first layer's weights drawn as filters. A family gives :meth:`_enumerated_units` (how many
+    units exact log Z enumerates), ``_filters_title`` and ``_curves_label``."""
+
+    default_data = "digits-binary"
+    default_lr = 0.05
+    default_batch_size = 20
+    default_lr_schedule = "linear"
+    _filters_title = ""
+    _curves_label = ""
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        for name in ("cd_k", "sample_steps", "ais_chains"):
+            check_int(name, getattr(self, name))
+        check_int("ais_betas", self.ais_betas, low=2)
+        if not 0.0 <= float(self.momentum) < 1.0:
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not float(self.init_std) > 0.0:
+            raise ConfigError(f"init_std must be positive, got {self.init_std}")
+
+    def _forget_log_z(self) -> None:
+        for stale in ("log_z_", "log_z_method_", "ais_result_"):  # of a previous fit
+            self.__dict__.pop(stale, None)
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model_}
+
+    def _programs(self):
+        return self.model_.model, None
+
+    def _trainer_options(self) -> dict[str, Any]:
+        return {
+            "optimizer": "sgd",
+            "momentum": float(self.momentum),
+            "weight_decay": float(self.weight_decay),
+        }
+
+    def _enumerated_units(self) -> int:
+        raise NotImplementedError
+
+    def _exact(self) -> bool:
+        return self._enumerated_units() <= EXACT_MAX_UNITS
+
+    # -- queries -------------------------------------------------------------------------------
+    def log_partition(self, method: str = "auto") -> float:
+        """log Z of the fitted model: ``exact`` (enumeration), ``ais``, or ``auto`` (exact when
+        at most 20 units are enumerated). Cached in :attr:`log_z_` (with
+        :attr:`log_z_method_`) for the method ``auto`` picks; AIS is seeded with ``seed``."""
+        from ..evaluation import log_partition
+
+        self._check_fitted()
+        if method not in ("auto", "exact", "ais"):
+            raise ConfigError(f"unknown method {method!r}; choose auto, exact or ais")
+        chosen = method
+        if method == "auto":
+            chosen = "exact" if self._exact() else "ais"
+        if getattr(self, "log_z_method_", None) == chosen and hasattr(self, "log_z_"):
+            return self.log_z_
+        if chosen == "exact":
+            value = log_partition(self.model_, "exact")
+        else:
+            result = log_partition(
+                self.model_,
+                "ais",
+                num_chains=int(self.ais_chains),
+                num_betas=int(self.ais_betas),
+                seed=int(self.seed),
+            )
+            value = result.log_z
+            self.ais_result_ = result
+        if method == "auto" or not hasattr(self, "log_z_"):
+            self.log_z_, self.log_z_method_ = float(value), chosen
+        return float(value)
+
+    def sample(self, num_samples: int, *, seed: int | None = None) -> np.ndarray:
+        """Draw ``num_samples`` by ``sample_steps`` sweeps of block Gibbs sampling (from the
+        start the model's ``sample`` documents); shape (num_samples, D)."""
+        self._check_fitted()
+        check_int("num_samples", num_samples)
+        with self._seeded(seed):
+            return self.model_.sample(int(num_samples), int(self.sample_steps)).cpu().numpy()
+
+    def metrics(self, X, prefix: str, **options) -> dict[str, Any]:
+        out = super().metrics(X, prefix, **options)
+        out["log_z"] = self.log_partition("auto")
+        out["log_z_method"] = self.log_z_method_
+        return out
+
+    def _filters(self) -> torch.Tensor:
+        """The first hidden layer's weights, (H, D)."""
+        raise NotImplementedError
+
+    def plot_figures(self, data, folder: Path, seed: int = 0) -> None:
+        """samples.png, filters.png (the first hidden layer's weights as images) and
+        curves.png."""
+        from .. import viz
+
+        viz.plot_samples(self.sample(64, seed=seed), data.image_shape, path=folder / "samples.png")
+        w = self._filters().detach().cpu().numpy()[:100]
+        lo, hi = w.min(1, keepdims=True), w.max(1, keepdims=True)
+        viz.image_grid(
+            (w - lo) / np.maximum(hi - lo, 1e-12),
+            data.image_shape,
+            title=self._filters_title,
+            path=folder / "filters.png",
+        )
+        viz.plot_curves(
+            self.history_,
+            path=folder / "curves.png",
+            ylabel=self._curves_label,
+            best_step=self.selected_step_ if self.best_step_ is not None else None,
+        )
+
+
 @register
-class RBM(Estimator):
+class RBM(_BoltzmannMachine):
     """A restricted Boltzmann machine trained by contrastive divergence (Hinton, 2002).
 
     Binary hidden units over Bernoulli visible units (binary data, or values in [0, 1] read as
@@ -83,10 +207,8 @@ class RBM(Estimator):
 
     family = "rbm"
     summary = "restricted Boltzmann machine trained by contrastive divergence (CD-k, PCD)"
-    default_data = "digits-binary"
-    default_lr = 0.05
-    default_batch_size = 20
-    default_lr_schedule = "linear"
+    _filters_title = "filters (weights of the hidden units)"
+    _curves_label = "train: CD free-energy gap; validation: NLL"
     choices = {"visible": VISIBLE_UNITS, "visible_bias_init": ("data", "zero")}
 
     def __init__(
@@ -124,14 +246,8 @@ class RBM(Estimator):
         self._check_params()
 
     def _check_params(self) -> None:
+        check_int("num_hidden", self.num_hidden)
         super()._check_params()
-        for name in ("num_hidden", "cd_k", "sample_steps", "ais_chains"):
-            check_int(name, getattr(self, name))
-        check_int("ais_betas", self.ais_betas, low=2)
-        if not 0.0 <= float(self.momentum) < 1.0:
-            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not float(self.init_std) > 0.0:
-            raise ConfigError(f"init_std must be positive, got {self.init_std}")
 
     # -- the family's part ---------------------------------------------------------------------
     def _check_support(self, x: np.ndarray, source: str, settings: dict[str, Any]) -> None:
@@ -148,8 +264,7 @@ class RBM(Estimator):
         self.model_ = RBMModel(
             data_shape[0], self.num_hidden, self.visible, self.init_std, generator
         )
-        for stale in ("log_z_", "ais_result_"):  # of a previous fit
-            self.__dict__.pop(stale, None)
+        self._forget_log_z()
 
     def _data_init(self, x: torch.Tensor) -> None:
         self.model_.visible_bias.data.copy_(self._base_bias(x))
@@ -160,26 +275,12 @@ class RBM(Estimator):
             return torch.zeros(x.shape[1], device=x.device)
         if self.visible == "gaussian":
             return x.mean(0)
-        p = (x.sum(0) + 1.0) / (x.shape[0] + 2.0)
-        return torch.log(p) - torch.log1p(-p)
-
-    def _modules(self) -> dict[str, torch.nn.Module]:
-        return {"model": self.model_}
-
-    def _programs(self):
-        return self.model_.model, None
+        return data_log_odds(x)
 
     def _objective(self):
         from ..inference import ContrastiveDivergence
 
         return ContrastiveDivergence(num_steps=self.cd_k, persistent=self.persistent)
-
-    def _trainer_options(self) -> dict[str, Any]:
-        return {
-            "optimizer": "sgd",
-            "momentum": float(self.momentum),
-            "weight_decay": float(self.weight_decay),
-        }
 
     def _enumerated_units(self) -> int:
         m = self.model_
@@ -199,37 +300,6 @@ class RBM(Estimator):
             h = self.model_.hidden_probs(x)
             return float((self.model_.visible_mean(h) - x).pow(2).sum(-1).mean())
 
-    # -- queries -------------------------------------------------------------------------------
-    def log_partition(self, method: str = "auto") -> float:
-        """log Z of the fitted model: ``exact`` (enumeration), ``ais``, or ``auto`` (exact when
-        the smaller layer has at most 20 units). Cached in :attr:`log_z_` (with
-        :attr:`log_z_method_`) for the method ``auto`` picks; AIS is seeded with ``seed``."""
-        from ..evaluation import log_partition
-
-        self._check_fitted()
-        if method not in ("auto", "exact", "ais"):
-            raise ConfigError(f"unknown method {method!r}; choose auto, exact or ais")
-        chosen = method
-        if method == "auto":
-            chosen = "exact" if self._enumerated_units() <= EXACT_MAX_UNITS else "ais"
-        if getattr(self, "log_z_method_", None) == chosen and hasattr(self, "log_z_"):
-            return self.log_z_
-        if chosen == "exact":
-            value = log_partition(self.model_, "exact")
-        else:
-            result = log_partition(
-                self.model_,
-                "ais",
-                num_chains=int(self.ais_chains),
-                num_betas=int(self.ais_betas),
-                seed=int(self.seed),
-            )
-            value = result.log_z
-            self.ais_result_ = result
-        if method == "auto" or not hasattr(self, "log_z_"):
-            self.log_z_, self.log_z_method_ = float(value), chosen
-        return float(value)
-
     @torch.no_grad()
     def score_samples(self, X) -> np.ndarray:
         """log p(x) per example in nats, shape (N,): exact when the smaller layer has at most
@@ -243,43 +313,16 @@ class RBM(Estimator):
         """Hidden-unit probabilities p(h = 1 | x) as features, shape (N, num_hidden)."""
         return self.model_.hidden_probs(self._tensor(X)).cpu().numpy()
 
-    def sample(self, num_samples: int, *, seed: int | None = None) -> np.ndarray:
-        """Draw ``num_samples`` by ``sample_steps`` sweeps of block Gibbs sampling from the
-        biases-only model; shape (num_samples, D)."""
-        self._check_fitted()
-        check_int("num_samples", num_samples)
-        with self._seeded(seed):
-            return self.model_.sample(int(num_samples), int(self.sample_steps)).cpu().numpy()
-
     def metrics(self, X, prefix: str, **options) -> dict[str, Any]:
         out = super().metrics(X, prefix, **options)
-        out["log_z"] = self.log_partition("auto")
-        out["log_z_method"] = self.log_z_method_
         if self.visible == "bernoulli":
             x = self._tensor(X)
             with torch.no_grad():
                 out[f"{prefix}_pseudo_nll"] = -float(pseudo_log_likelihood(self.model_, x).mean())
         return out
 
-    def plot_figures(self, data, folder: Path, seed: int = 0) -> None:
-        """samples.png, filters.png (the hidden units' weights as images) and curves.png."""
-        from .. import viz
-
-        viz.plot_samples(self.sample(64, seed=seed), data.image_shape, path=folder / "samples.png")
-        w = self.model_.weight.detach().cpu().numpy()[:100]
-        lo, hi = w.min(1, keepdims=True), w.max(1, keepdims=True)
-        viz.image_grid(
-            (w - lo) / np.maximum(hi - lo, 1e-12),
-            data.image_shape,
-            title="filters (weights of the hidden units)",
-            path=folder / "filters.png",
-        )
-        viz.plot_curves(
-            self.history_,
-            path=folder / "curves.png",
-            ylabel="train: CD free-energy gap; validation: NLL",
-            best_step=self.selected_step_ if self.best_step_ is not None else None,
-        )
+    def _filters(self) -> torch.Tensor:
+        return self.model_.weight
 
 
 def pseudo_log_likelihood(
@@ -546,7 +589,7 @@ class DeepEBM(Estimator):
 
 
 @register
-class DBM(Estimator):
+class DBM(_BoltzmannMachine):
     """A deep Boltzmann machine with two binary hidden layers (Salakhutdinov & Hinton, 2009),
     trained by persistent contrastive divergence with mean-field inference for the data term.
 
@@ -579,10 +622,8 @@ class DBM(Estimator):
 
     family = "dbm"
     summary = "deep Boltzmann machine (two hidden layers) trained by PCD with mean field"
-    default_data = "digits-binary"
-    default_lr = 0.05
-    default_batch_size = 20
-    default_lr_schedule = "linear"
+    _filters_title = "filters (first hidden layer's weights)"
+    _curves_label = "train: mean-field free-energy gap; validation: NLL"
 
     def __init__(
         self,
@@ -617,19 +658,14 @@ class DBM(Estimator):
         self._check_params()
 
     def _check_params(self) -> None:
-        super()._check_params()
         hidden = tuple(self.hidden) if isinstance(self.hidden, list | tuple) else ()
         if len(hidden) != 2:
             raise ConfigError(f"hidden must be two layer widths (H1, H2), got {self.hidden!r}")
         for i, h in enumerate(hidden):
             check_int(f"hidden[{i}]", h)
-        for name in ("mean_field_steps", "cd_k", "num_chains", "sample_steps", "ais_chains"):
+        for name in ("mean_field_steps", "num_chains"):
             check_int(name, getattr(self, name))
-        check_int("ais_betas", self.ais_betas, low=2)
-        if not 0.0 <= float(self.momentum) < 1.0:
-            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not float(self.init_std) > 0.0:
-            raise ConfigError(f"init_std must be positive, got {self.init_std}")
+        super()._check_params()
 
     def _check_support(self, x: np.ndarray, source: str, settings: dict[str, Any]) -> None:
         if x.ndim != 2:
@@ -650,18 +686,10 @@ class DBM(Estimator):
             float(self.init_std),
             generator,
         )
-        for stale in ("log_z_", "log_z_method_", "ais_result_"):
-            self.__dict__.pop(stale, None)
+        self._forget_log_z()
 
     def _data_init(self, x: torch.Tensor) -> None:
-        p = (x.sum(0) + 1.0) / (x.shape[0] + 2.0)
-        self.model_.visible_bias.data.copy_(torch.log(p) - torch.log1p(-p))
-
-    def _modules(self) -> dict[str, torch.nn.Module]:
-        return {"model": self.model_}
-
-    def _programs(self):
-        return self.model_.model, None
+        self.model_.visible_bias.data.copy_(data_log_odds(x))
 
     def _objective(self):
         from ..inference import ContrastiveDivergence
@@ -670,50 +698,17 @@ class DBM(Estimator):
             num_steps=int(self.cd_k), persistent=True, num_chains=int(self.num_chains)
         )
 
-    def _trainer_options(self) -> dict[str, Any]:
-        return {
-            "optimizer": "sgd",
-            "momentum": float(self.momentum),
-            "weight_decay": float(self.weight_decay),
-        }
-
-    def _exact(self) -> bool:
-        return self.model_.hidden[0] <= EXACT_MAX_UNITS
+    def _enumerated_units(self) -> int:
+        return self.model_.hidden[0]
 
     def _val_loss(self, x: torch.Tensor) -> float:
         """The exact NLL when the first hidden layer has at most 16 units; else none is tracked
         (NaN: log Z would need an AIS run at every evaluation) and the last step is kept."""
         with torch.no_grad():
             m = self.model_
-            if m.hidden[0] <= _VAL_EXACT_MAX_UNITS:
+            if self._enumerated_units() <= _VAL_EXACT_MAX_UNITS:
                 return float(m.free_energy_exact(x).mean() + m.log_partition_exact())
             return math.nan
-
-    def log_partition(self, method: str = "auto") -> float:
-        """log Z: ``exact`` (enumerating the first hidden layer), ``ais``, or ``auto`` (exact
-        when it has at most 20 units). Cached in :attr:`log_z_` with :attr:`log_z_method_`."""
-        from ..evaluation import log_partition
-
-        self._check_fitted()
-        if method not in ("auto", "exact", "ais"):
-            raise ConfigError(f"unknown method {method!r}; choose auto, exact or ais")
-        chosen = ("exact" if self._exact() else "ais") if method == "auto" else method
-        if getattr(self, "log_z_method_", None) == chosen:
-            return self.log_z_
-        if chosen == "exact":
-            value = log_partition(self.model_, "exact")
-        else:
-            with self._seeded():
-                result = log_partition(
-                    self.model_,
-                    "ais",
-                    num_chains=int(self.ais_chains),
-                    num_betas=int(self.ais_betas),
-                    seed=int(self.seed),
-                )
-            self.ais_result_, value = result, result.log_z
-        self.log_z_, self.log_z_method_ = float(value), chosen
-        return float(value)
 
     @torch.no_grad()
     def score_samples(self, X) -> np.ndarray:
@@ -731,35 +726,5 @@ class DBM(Estimator):
         mu1, mu2 = self.model_.mean_field(self._tensor(X))
         return torch.cat((mu1, mu2), 1).cpu().numpy()
 
-    def sample(self, num_samples: int, *, seed: int | None = None) -> np.ndarray:
-        """``num_samples`` visible draws after ``sample_steps`` Gibbs sweeps; (num_samples, D)."""
-        self._check_fitted()
-        check_int("num_samples", num_samples)
-        with self._seeded(seed):
-            return self.model_.sample(int(num_samples), int(self.sample_steps)).cpu().numpy()
-
-    def metrics(self, X, prefix: str, **options) -> dict[str, Any]:
-        out = super().metrics(X, prefix, **options)
-        out["log_z"] = self.log_partition("auto")
-        out["log_z_method"] = self.log_z_method_
-        return out
-
-    def plot_figures(self, data, folder: Path, seed: int = 0) -> None:
-        """samples.png, filters.png (first-layer weights as images) and curves.png."""
-        from .. import viz
-
-        viz.plot_samples(self.sample(64, seed=seed), data.image_shape, path=folder / "samples.png")
-        w = self.model_.weight1.detach().cpu().numpy()[:100]
-        lo, hi = w.min(1, keepdims=True), w.max(1, keepdims=True)
-        viz.image_grid(
-            (w - lo) / np.maximum(hi - lo, 1e-12),
-            data.image_shape,
-            title="filters (first hidden layer's weights)",
-            path=folder / "filters.png",
-        )
-        viz.plot_curves(
-            self.history_,
-            path=folder / "curves.png",
-            ylabel="train: mean-field free-energy gap; validation: NLL",
-            best_step=self.selected_step_ if self.best_step_ is not None else None,
-        )
+    def _filters(self) -> torch.Tensor:
+        return self.model_.weight1

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .._utils import check_int
-from ..errors import ConfigError, ModelError, PpdgmError
+from ..errors import ConfigError, ModelError
 from .backend import as_backend_args, check_backend, use_backend
 
 __all__ = ["KINDS", "METHODS", "langevin", "langevin_chain"]
@@ -709,25 +709,18 @@ def langevin(
 
     # the target
     if kind == "model":
+        from .posterior import model_sites
         from .sampling import _positional_names
 
         bargs, bkwargs = as_backend_args(args, kwargs, backend, _positional_names(target))
-        try:
-            with use_backend(backend):
-                if backend == "numpyro":
-                    tgt = _NumPyroModelTarget(target, bargs, bkwargs, init_values, seed)
-                else:
-                    tgt = _PyroModelTarget(target, bargs, bkwargs, init_values, seed)
-        except PpdgmError:
-            raise
-        except Exception as e:  # noqa: BLE001 - any failure of the user's program is reported
-            name = getattr(target, "__qualname__", None) or type(target).__name__
-            raise ModelError(
-                f"the model {name} failed when traced on the {backend} backend: "
-                f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-            ) from e
-        if tgt.dim == 0:
-            raise ConfigError("the model has no latent sample sites to sample")
+        # the program's sites, traced once; a failing program is named with its last site
+        sites, observed = model_sites(target, bargs, bkwargs, backend, seed, init_values)
+        program = (bargs, bkwargs, sites, observed)
+        with use_backend(backend):
+            if backend == "numpyro":
+                tgt = _NumPyroModelTarget(target, bargs, bkwargs, init_values, seed)
+            else:
+                tgt = _PyroModelTarget(target, bargs, bkwargs, init_values, seed)
         num_chains = 4 if num_chains is None else num_chains
         dev = torch.device("cpu")
     else:
@@ -779,13 +772,13 @@ def langevin(
                 target,
                 args,
                 kwargs,
+                program,
                 backend,
                 seed,
                 posterior,
                 stats,
                 attrs,
                 tgt,
-                init_values,
                 posterior_predictive,
             )
     if warn:
@@ -796,13 +789,11 @@ def langevin(
 
 
 def _program_inference_data(
-    model, args, kwargs, backend, seed, posterior, stats, attrs, tgt, init_values, predictive
+    model, args, kwargs, program, backend, seed, posterior, stats, attrs, tgt, predictive
 ):
-    from .posterior import build_inference_data, constant_arguments, model_sites, pointwise
-    from .sampling import _positional_names
+    from .posterior import build_inference_data, constant_arguments, pointwise
 
-    bargs, bkwargs = as_backend_args(args, kwargs, backend, _positional_names(model))
-    sites, observed = model_sites(model, bargs, bkwargs, backend, seed, init_values)
+    bargs, bkwargs, sites, observed = program
     c, s = next(iter(posterior.values())).shape[:2]
     groups: dict[str, Any] = {}
     if not tgt.subsampled:
@@ -942,7 +933,7 @@ class _Run:
             keys += ["acceptance_rate", "accepted"]
         stats = {k: np.empty((c, kept)) for k in keys}
         bar = tqdm(total=total, desc=f"langevin ({method})", disable=not self.progress_bar)
-        t = 0
+        t, scale, scale_of = 0, None, None
         try:
             for li, level in enumerate(levels):
                 sigma = None if level is None else ops.array(level).reshape(())
@@ -954,7 +945,9 @@ class _Run:
                         eps = np.full(c, self.schedule(t) * (level / self.levels[-1]) ** 2)
                     elif not self.adapt:
                         eps = np.full(c, self.schedule(t))
-                    scale = ops.array(eps[:, None] * precond)
+                    if warming or scale_of is None or not np.array_equal(eps, scale_of):
+                        # to the device only when the step changes (each step of warmup)
+                        scale, scale_of = ops.array(eps[:, None] * precond), eps
                     noise = ops.normal((c, d))
                     if method == "mala" or (warming and self.adapt):
                         x_new, u_new, g_new, log_ratio = self._mala(
