@@ -26,6 +26,7 @@ __all__ = [
     "write_json",
     "get_rng_state",
     "set_rng_state",
+    "owner_module",
 ]
 
 #: learning-rate schedules of :meth:`ppdgm.train.Trainer.run`
@@ -151,3 +152,11 @@ def caller_stacklevel() -> int:
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def owner_module(fn) -> torch.nn.Module | None:
+    """The module a program belongs to: the module itself or a bound method's ``__self__``."""
+    if isinstance(fn, torch.nn.Module):
+        return fn
+    owner = getattr(fn, "__self__", None)
+    return owner if isinstance(owner, torch.nn.Module) else None

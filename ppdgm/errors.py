@@ -16,6 +16,7 @@ __all__ = [
     "ConfigError",
     "TrainingDivergedError",
     "ModelError",
+    "NoDensityError",
     "ConvergenceWarning",
 ]
 
@@ -54,6 +55,10 @@ class TrainingDivergedError(PpdgmError, FloatingPointError):
 
 class ModelError(PpdgmError):
     """A user's model program failed when run (the message names the model and the site)."""
+
+
+class NoDensityError(PpdgmError, NotImplementedError):
+    """A model with an implicit likelihood (a GAN's generator) was asked for a density."""
 
 
 class ConvergenceWarning(UserWarning):

@@ -11,6 +11,7 @@ values only, never arbitrary pickled objects.
 
 from __future__ import annotations
 
+import functools
 import math
 import pickle
 import signal
@@ -25,7 +26,6 @@ from typing import Any
 import numpy as np
 import pyro
 import torch
-from torch import nn
 
 from ._utils import (
     LR_SCHEDULES,
@@ -33,6 +33,7 @@ from ._utils import (
     caller_stacklevel,
     check_int,
     get_rng_state,
+    owner_module,
     resolve_device,
     set_rng_state,
     set_seed,
@@ -126,14 +127,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: not a ppdgm checkpoint (expected format {CHECKPOINT_FORMAT!r})"
         )
     return state
-
-
-def _owner(fn: Callable) -> nn.Module | None:
-    """The module a program belongs to: the module itself or a bound method's ``__self__``."""
-    if isinstance(fn, nn.Module):
-        return fn
-    owner = getattr(fn, "__self__", None)
-    return owner if isinstance(owner, nn.Module) else None
 
 
 class _DeferredInterrupt:
@@ -328,7 +321,7 @@ class Trainer:
         self.loss_module = objective(model, guide)
         modules = {}
         for name, fn in (("model", model), ("guide", guide), ("objective", self.loss_module)):
-            m = _owner(fn)
+            m = owner_module(fn)
             if m is not None and all(m is not other for other in modules.values()):
                 modules[name] = m
         self.modules = modules
@@ -342,11 +335,36 @@ class Trainer:
         self.lr = float(lr)
         self.lr_schedule = lr_schedule
         self.weight_decay = float(weight_decay)
-        self.optimizer = _make_optimizer(optimizer, self.params, lr, self.weight_decay, momentum)
         self.batch_size = int(batch_size)
         self.clip_grad_norm = clip_grad_norm
         self.validate = validate
         tensors = _unique([*self.params, *(b for m in modules.values() for b in m.buffers())])
+        players = getattr(self.loss_module, "players", None)
+        #: the players of a several-player objective, in its order (None: one player)
+        self.players: dict[str, _Player] | None = None
+        if callable(players):
+            defaults = {
+                "optimizer": optimizer,
+                "lr": self.lr,
+                "weight_decay": self.weight_decay,
+                "momentum": momentum,
+            }
+            self.players = _make_players(self.loss_module, self.params, defaults, tensors, compile)
+            self._plan = list(self.loss_module.schedule())
+            unknown = sorted(set(self._plan) - set(self.players))
+            if not self._plan or unknown:
+                raise ConfigError(
+                    f"the objective's schedule {self._plan} must name its players "
+                    f"({', '.join(self.players)})"
+                )
+            #: the player whose loss is the run's ``loss`` curve (the last one scheduled)
+            self.main_player = self._plan[-1]
+            self.optimizer = None
+        else:
+            self.optimizer = _make_optimizer(
+                optimizer, self.params, lr, self.weight_decay, momentum
+            )
+            self._plan = None
         self._loss = _CompiledLoss(self.loss_module, tensors) if compile else self.loss_module
         self._closed_form = (
             self.loss_module.loss_and_gradients
@@ -363,6 +381,7 @@ class Trainer:
         self._rng = get_rng_state()
         self._in_run = False
         self._log_sum, self._log_count = 0.0, 0
+        self._log_sums: dict[str, float] = {}
         #: the best evaluation: its step (None before any), validation loss, the evaluations
         #: since without improvement, and whether early stopping ended the run
         self.best: dict[str, Any] = dict(_NO_BEST)
@@ -374,13 +393,33 @@ class Trainer:
         with pyro.validation_enabled(self.validate):
             return self._loss(*batch) / batch[0].shape[0]
 
+    @property
+    def batches_per_step(self) -> int:
+        """Batches one step consumes: one, or one per update in a several-player schedule."""
+        return 1 if self._plan is None else len(self._plan)
+
+    def _optimizers(self) -> list[tuple[torch.optim.Optimizer, float]]:
+        """Every optimizer with its base learning rate."""
+        if self.players is None:
+            return [(self.optimizer, self.lr)]
+        return [(p.optimizer, p.lr) for p in self.players.values()]
+
     def step(self, *batch: torch.Tensor) -> dict[str, float]:
         """One optimizer update on ``batch``; returns ``{"loss": value}``. The modules should be
         in training mode (:meth:`run` sees to it).
 
+        With a several-player objective, one step is the objective's schedule (say five
+        critic updates, then one generator update): ``batch`` is split into
+        :attr:`batches_per_step` equal parts, one per update in order, and each update steps
+        only that player's parameters with that player's optimizer. The result then also holds
+        ``loss_<player>``, each player's mean loss over the step; ``loss`` is the last player's.
+
         Raises:
-            TrainingDivergedError: the loss is NaN or infinite (parameters are left unchanged).
+            TrainingDivergedError: the loss is NaN or infinite (the parameters of the update
+                that saw it are left unchanged).
         """
+        if self.players is not None:
+            return self._players_step(batch)
         closed = None
         if self._closed_form is not None:
             with torch.no_grad():
@@ -405,9 +444,36 @@ class Trainer:
         self.step_count += 1
         return {"loss": value}
 
+    def _players_step(self, batch: Sequence[torch.Tensor]) -> dict[str, float]:
+        parts = [torch.tensor_split(b, len(self._plan)) for b in batch]
+        sums: dict[str, list[float]] = {}
+        with pyro.validation_enabled(self.validate):
+            for i, name in enumerate(self._plan):
+                chunk = [p[i] for p in parts]
+                player = self.players[name]
+                loss = player.loss(*chunk) / chunk[0].shape[0]
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise TrainingDivergedError(
+                        f"the {name}'s loss became {value} at step {self.step_count + 1}; try a "
+                        "smaller learning rate or check the data"
+                    )
+                player.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.clip_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(player.params, self.clip_grad_norm)
+                player.optimizer.step()
+                after = getattr(self.loss_module, "after_update", None)
+                if after is not None:
+                    after(name)
+                sums.setdefault(name, []).append(value)
+        self.step_count += 1
+        out = {f"loss_{k}": sum(v) / len(v) for k, v in sums.items()}
+        return {"loss": out[f"loss_{self.main_player}"], **out}
+
     # -- data order ------------------------------------------------------------------------
     def _next_indices(self, n: int) -> torch.Tensor:
-        size = min(self.batch_size, n)
+        size = min(self.batch_size * self.batches_per_step, n)
         if self._perm is None or len(self._perm) != n or self._pos + size > n:
             self._perm = torch.randperm(n, generator=self._data_gen)
             self._pos = 0
@@ -475,8 +541,9 @@ class Trainer:
                 raise ConfigError("resume needs a checkpoint path")
             if Path(checkpoint_path).exists():
                 self.load_state_dict(load_checkpoint(checkpoint_path, self.device))
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self.lr
+                for opt, lr in self._optimizers():
+                    for group in opt.param_groups:
+                        group["lr"] = lr
         extra = extra_state or (dict)
 
         def save(path=checkpoint_path):
@@ -504,7 +571,7 @@ class Trainer:
                     except TrainingDivergedError:
                         save()  # the parameters are those of the last good step
                         raise
-                    self._log(metrics["loss"], log_every, num_steps)
+                    self._log(metrics, log_every, num_steps)
                     evaluated = None
                     if eval_fn is not None and eval_every and self.step_count % eval_every == 0:
                         evaluated = self._evaluate(eval_fn)
@@ -540,11 +607,12 @@ class Trainer:
         if self.lr_schedule == "constant":
             return
         if self.lr_schedule == "cosine":
-            lr = 0.5 * self.lr * (1 + math.cos(math.pi * self.step_count / num_steps))
+            factor = 0.5 * (1 + math.cos(math.pi * self.step_count / num_steps))
         else:
-            lr = self.lr * (1 - self.step_count / num_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            factor = 1 - self.step_count / num_steps
+        for opt, lr in self._optimizers():
+            for group in opt.param_groups:
+                group["lr"] = lr * factor
 
     def restore_best(self, best_path: str | Path | None = None) -> bool:
         """Load the parameters and buffers of the best evaluation into the modules.
@@ -563,15 +631,22 @@ class Trainer:
             m.load_state_dict(states[k])
         return True
 
-    def _log(self, loss: float, log_every: int, num_steps: int) -> None:
-        """Average the loss over windows of ``log_every`` steps aligned on the step number; the
-        last window of a run is recorded early if unaligned (and replaced if the run resumes)."""
-        self._log_sum += loss
+    def _log(self, metrics: dict[str, float], log_every: int, num_steps: int) -> None:
+        """Average the losses over windows of ``log_every`` steps aligned on the step number;
+        the last window of a run is recorded early if unaligned (and replaced if the run
+        resumes). Each player's loss of a several-player objective has a curve of its own."""
+        keys = [k for k in metrics if k.startswith("loss")]
+        if not self._log_count:
+            self._log_sums = dict.fromkeys(keys, 0.0)
+        for k in keys:
+            self._log_sums[k] = self._log_sums.get(k, 0.0) + metrics[k]
+        self._log_sum = self._log_sums["loss"]
         self._log_count += 1
         aligned = self.step_count % log_every == 0
         if aligned or self.step_count == num_steps:
             self.history["step"].append(self.step_count)
-            self.history["loss"].append(self._log_sum / self._log_count)
+            for k in keys:
+                self.history.setdefault(k, []).append(self._log_sums[k] / self._log_count)
             if aligned:
                 self._log_sum, self._log_count = 0.0, 0
 
@@ -608,9 +683,14 @@ class Trainer:
         return {
             "step": self.step_count,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": (
+                self.optimizer.state_dict()
+                if self.players is None
+                else {k: p.optimizer.state_dict() for k, p in self.players.items()}
+            ),
             "rng": get_rng_state() if self._in_run else self._rng,
             "log_window": [self._log_sum, self._log_count],
+            "log_sums": dict(self._log_sums),
             "data_rng": self._data_gen.get_state(),
             "data_perm": self._perm,
             "data_pos": self._pos,
@@ -623,7 +703,11 @@ class Trainer:
         try:
             for k, m in self.modules.items():
                 m.load_state_dict(state["modules"][k])
-            self.optimizer.load_state_dict(state["optimizer"])
+            if self.players is None:
+                self.optimizer.load_state_dict(state["optimizer"])
+            else:
+                for k, p in self.players.items():
+                    p.optimizer.load_state_dict(state["optimizer"][k])
             self._rng = state["rng"]
             if self._in_run:
                 set_rng_state(self._rng)
@@ -637,6 +721,9 @@ class Trainer:
                 float(state["log_window"][0]),
                 int(state["log_window"][1]),
             )
+            self._log_sums = {
+                k: float(v) for k, v in state.get("log_sums", {"loss": self._log_sum}).items()
+            }
             if (
                 self._log_count
                 and self.history["step"]
@@ -644,7 +731,8 @@ class Trainer:
             ):
                 # an unaligned last window, recorded early: the resumed run completes it
                 self.history["step"].pop()
-                self.history["loss"].pop()
+                for k in self._log_sums:
+                    self.history[k].pop()
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise CheckpointError(
                 f"the checkpoint does not fit this model and trainer ({str(e).splitlines()[0][:200]})"
@@ -657,20 +745,91 @@ def _make_optimizer(
     lr: float,
     weight_decay: float = 0.0,
     momentum: float = 0.0,
+    betas: Sequence[float] | None = None,
 ) -> torch.optim.Optimizer:
     """The optimizer; Adam and AdamW use PyTorch's fused kernels where the parameters allow
     (a quarter of a small model's step time on CPU goes to the optimizer otherwise)."""
     cls = OPTIMIZERS[name]
     if name in ("sgd", "rmsprop"):
+        if betas is not None:
+            raise ConfigError(f"betas apply to adam and adamw, not {name}")
         return cls(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
+    if momentum:
+        raise ConfigError(f"momentum applies to sgd and rmsprop, not {name}")
+    extra = {} if betas is None else {"betas": tuple(float(b) for b in betas)}
     if name in ("adam", "adamw") and all(
         p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
     ):
         try:
-            return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
+            return cls(params, lr=lr, weight_decay=weight_decay, fused=True, **extra)
         except (RuntimeError, TypeError, ValueError):
             pass
-    return cls(params, lr=lr, weight_decay=weight_decay)
+    return cls(params, lr=lr, weight_decay=weight_decay, **extra)
+
+
+class _Player:
+    """One player of a several-player objective: its parameters, optimizer and loss."""
+
+    def __init__(self, name, params, optimizer, lr, loss):
+        self.name, self.params, self.optimizer, self.lr, self.loss = (
+            name,
+            params,
+            optimizer,
+            lr,
+            loss,
+        )
+
+
+_PLAYER_KEYS = {"params", "optimizer", "lr", "betas", "weight_decay", "momentum", "compile"}
+
+
+def _make_players(module, params, defaults, tensors, compile) -> dict[str, _Player]:
+    """The players that an objective module's ``players()`` describes: each a dict with its
+    ``params`` and optionally its own ``optimizer``, ``lr``, ``betas`` (Adam's),
+    ``weight_decay``, ``momentum`` and ``compile`` (False: its loss cannot be traced, e.g. a
+    gradient penalty's); the trainer's settings fill in the rest. Every trainable parameter
+    belongs to exactly one player, and ``module.player_loss(name, *batch)`` is its loss."""
+    specs = module.players()
+    if not isinstance(specs, dict) or not specs:
+        raise ConfigError("an objective's players() must give a non-empty dict of players")
+    owner: dict[int, str] = {}
+    players = {}
+    for name, spec in specs.items():
+        unknown = sorted(set(spec) - _PLAYER_KEYS)
+        if unknown:
+            raise ConfigError(f"player {name!r}: unknown settings {unknown}")
+        own = _unique(p for p in spec["params"] if p.requires_grad)
+        if not own:
+            raise ConfigError(f"player {name!r} has no trainable parameters")
+        for p in own:
+            if id(p) in owner:
+                raise ConfigError(
+                    f"a parameter belongs to two players, {owner[id(p)]!r} and {name!r}"
+                )
+            owner[id(p)] = name
+        settings = {**defaults, **{k: v for k, v in spec.items() if k in defaults}}
+        if settings["optimizer"] not in OPTIMIZERS:
+            raise ConfigError(
+                f"player {name!r}: unknown optimizer {settings['optimizer']!r}; choose one of "
+                f"{', '.join(OPTIMIZERS)}"
+            )
+        lr = float(settings["lr"])
+        opt = _make_optimizer(
+            settings["optimizer"],
+            own,
+            lr,
+            float(settings["weight_decay"]),
+            float(settings["momentum"]),
+            betas=spec.get("betas"),
+        )
+        loss = functools.partial(module.player_loss, name)
+        if compile and spec.get("compile", True):
+            loss = _CompiledLoss(loss, tensors)
+        players[name] = _Player(name, own, opt, lr, loss)
+    if any(id(p) not in owner for p in params):
+        missing = sum(id(p) not in owner for p in params)
+        raise ConfigError(f"{missing} trainable parameter(s) belong to no player of the objective")
+    return players
 
 
 def _as_tensors(data) -> tuple[torch.Tensor, ...]:

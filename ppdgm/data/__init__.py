@@ -99,6 +99,7 @@ def load_toy_data(
         d.sample(num_test, seed=2),
         kind="continuous",
         true_log_prob=d.log_prob if d.has_log_prob else None,
+        modes=d.modes,
     )
 
 

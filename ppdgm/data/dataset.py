@@ -56,6 +56,8 @@ class Dataset:
     num_bins: int | None = None
     image_shape: tuple[int, ...] | None = None
     true_log_prob: object | None = field(default=None, repr=False)
+    #: (K, D) centers of the modes of a toy mixture and their standard deviation, else None
+    modes: tuple | None = field(default=None, repr=False)
     #: (N_val, *shape) validation examples (a file's own, or carved by :func:`split_validation`)
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 
-__all__ = ["ToyDensity", "TOY_DENSITIES", "toy_density"]
+__all__ = ["ToyDensity", "TOY_DENSITIES", "toy_density", "eight_gaussians"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,9 @@ class ToyDensity:
     description: str
     sampler: Callable[[int, np.random.RandomState], np.ndarray]
     log_density: Callable[[np.ndarray], np.ndarray] | None = None
+    #: (K, 2) centers of a mixture's modes and their standard deviation, where it is one
+    #: (for :func:`ppdgm.evaluation.mode_coverage`)
+    modes: tuple[np.ndarray, float] | None = None
 
     def sample(self, num_samples: int, seed: int = 0) -> np.ndarray:
         """Draw (num_samples, 2) float32 points."""
@@ -46,15 +49,28 @@ _G8_CENTERS = _G8_RADIUS * np.stack(
 )
 
 
-def _g8_sample(n, rng):
-    k = rng.randint(8, size=n)
-    return _G8_CENTERS[k] + _G8_STD * rng.randn(n, 2)
+def eight_gaussians(std: float = _G8_STD, radius: float = _G8_RADIUS) -> ToyDensity:
+    """Eight Gaussians of standard deviation ``std`` evenly spaced on a circle of ``radius``
+    (the bundled ``8gaussians`` has std 0.15 and radius 2), with its modes."""
+    centers = _G8_CENTERS * (radius / _G8_RADIUS)
 
+    def sample(n, rng):
+        return centers[rng.randint(8, size=n)] + std * rng.randn(n, 2)
 
-def _g8_log_prob(x):
-    d2 = ((x[:, None, :] - _G8_CENTERS[None]) ** 2).sum(-1)
-    comp = -0.5 * d2 / _G8_STD**2 - np.log(2 * np.pi * _G8_STD**2)
-    return logsumexp(comp, axis=1) - np.log(8)
+    def log_prob(x):
+        d2 = ((x[:, None, :] - centers[None]) ** 2).sum(-1)
+        comp = -0.5 * d2 / std**2 - np.log(2 * np.pi * std**2)
+        return logsumexp(comp, axis=1) - np.log(8)
+
+    return ToyDensity(
+        "8gaussians",
+        "eight Gaussians on a circle of radius 2"
+        if (std, radius) == (_G8_STD, _G8_RADIUS)
+        else f"eight Gaussians (std {std:g}) on a circle of radius {radius:g}",
+        sample,
+        log_prob,
+        modes=(centers, float(std)),
+    )
 
 
 # -- rings: angle uniform, radius a Gaussian around one of four radii ----------------------
@@ -126,9 +142,7 @@ TOY_DENSITIES: dict[str, ToyDensity] = {
     d.name: d
     for d in [
         ToyDensity("two-moons", "two interleaved half circles", _moons_sample),
-        ToyDensity(
-            "8gaussians", "eight Gaussians on a circle of radius 2", _g8_sample, _g8_log_prob
-        ),
+        eight_gaussians(),
         ToyDensity("rings", "four concentric rings", _rings_sample, _rings_log_prob),
         ToyDensity("pinwheel", "five curved arms", _pinwheel_sample),
         ToyDensity(

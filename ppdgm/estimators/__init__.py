@@ -6,6 +6,7 @@ from .autoregressive import FVSBN, MADE, NADE
 from .base import REGISTRY, Estimator, get_family, load_estimator, register
 from .energy import DBM, RBM, DeepEBM
 from .flows import CNF, MAF, NICE, NSF, Glow, PlanarFlow, RadialFlow, RealNVP
+from .gan import GAN
 from .pixelcnn import PixelCNN
 from .sequence import CharRNN, WaveNet
 from .vae import VAE
@@ -17,6 +18,7 @@ __all__ = [
     "get_family",
     "load_estimator",
     "VAE",
+    "GAN",
     "RBM",
     "DeepEBM",
     "DBM",

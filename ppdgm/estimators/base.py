@@ -282,9 +282,30 @@ class Estimator:
             m.to(self.device_)
         self.data_shape_, self.settings_ = tuple(data_shape), dict(settings)
 
+    def uses_labels(self) -> bool:
+        """Whether this model is fitted on (x, y) pairs (a conditional model); ``fit`` then
+        requires ``y`` (and ``y_val`` with ``X_val``), otherwise it ignores them."""
+        return False
+
+    def _labels(self, y, n: int, source: str) -> np.ndarray:
+        from ..data import validate_labels
+
+        if y is None:
+            raise ConfigError(
+                f"this {type(self).__name__} is conditional: give the labels {source}"
+            )
+        y = validate_labels(_as_array(y), n, source)
+        limit = getattr(self, "settings_", {}).get("num_classes")
+        if limit is not None and len(y) and int(y.max()) >= limit:
+            raise ConfigError(
+                f"{source}: label {int(y.max())} is outside the fitted classes 0..{limit - 1}"
+            )
+        return y
+
     def fit(
         self,
         X,
+        y=None,
         *,
         num_steps: int = 3000,
         batch_size: int | None = None,
@@ -301,10 +322,13 @@ class Estimator:
         resume: bool = False,
         extra_state: dict[str, Any] | None = None,
         X_test=None,
+        y_val=None,
     ):
         """Fit to X of shape (N, D) or (N, C, H, W) (array or tensor); returns self.
 
         Args:
+            y: (N,) integer labels for a conditional model (see :meth:`uses_labels`); ignored
+                by the others, as in scikit-learn.
             num_steps: optimizer steps in total (a resumed fit continues up to it).
             batch_size, lr: minibatch size and learning rate (None: the family's
                 :attr:`default_batch_size` and :attr:`default_lr`, 128 and 1e-3 for most).
@@ -322,6 +346,7 @@ class Estimator:
             best_path: where to save the checkpoint of the best validation step.
             extra_state: more plain values stored with each checkpoint.
             X_test: deprecated name of ``X_val``.
+            y_val: the labels of ``X_val`` for a conditional model.
         """
         check_int("num_steps", num_steps)
         if X_test is not None:
@@ -340,22 +365,32 @@ class Estimator:
                 raise ConfigError("early_stopping needs validation data (X_val)")
         self._check_params()
         x = validate_array(_as_array(X), "X")
+        labelled = self.uses_labels()
+        if labelled:
+            self.__dict__.pop("settings_", None)
+            y = self._labels(y, len(x), "y")
         settings = self._settings(x)
+        if labelled:
+            settings["num_classes"] = int(y.max()) + 1
         self._check_support(x, "X", settings)
         self._setup(tuple(x.shape[1:]), settings)
         x = torch.as_tensor(x, dtype=torch.float32, device=self.device_)
         self._data_init(x)
         x_val = self._tensor(X_val, "X_val") if X_val is not None else None
+        val_labels = ()
+        if labelled and x_val is not None:
+            y_val = self._labels(y_val, len(x_val), "y_val")
+            val_labels = (torch.as_tensor(y_val, device=self.device_),)
         trainer = self._make_trainer(lr=lr, batch_size=batch_size, lr_schedule=lr_schedule)
         eval_fn = None
         if x_val is not None:
 
             def eval_fn():
-                return {"val_loss": self._val_loss(x_val)}
+                return {"val_loss": self._val_loss(x_val, *val_labels)}
 
         extra = {**self._extra(), **(extra_state or {})}
         self.history_ = trainer.run(
-            x,
+            (x, torch.as_tensor(y, device=self.device_)) if labelled else x,
             num_steps,
             checkpoint_path=checkpoint_path,
             checkpoint_every=checkpoint_every,

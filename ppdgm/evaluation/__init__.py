@@ -11,6 +11,17 @@ from collections.abc import Callable
 import torch
 
 from ..inference.traces import log_weights
+from .quality import (
+    classifier_two_sample_test,
+    frechet_distance,
+    kernel_distance,
+    median_bandwidth,
+    mmd_test,
+    mode_coverage,
+    parzen_log_likelihood,
+    precision_recall,
+    sample_quality,
+)
 
 __all__ = [
     "elbo",
@@ -21,6 +32,15 @@ __all__ = [
     "EnergyAnnealingPath",
     "log_partition",
     "log_partition_grid",
+    "frechet_distance",
+    "kernel_distance",
+    "mmd_test",
+    "classifier_two_sample_test",
+    "precision_recall",
+    "parzen_log_likelihood",
+    "mode_coverage",
+    "median_bandwidth",
+    "sample_quality",
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 
+from .adversarial import ADVERSARIAL_LOSSES, Adversarial
 from .objectives import (
     ELBO,
     IWAE,
@@ -21,6 +22,8 @@ from .objectives import (
 from .traces import log_weights, run_pair
 
 __all__ = [
+    "ADVERSARIAL_LOSSES",
+    "Adversarial",
     "ContrastiveDivergence",
     "ELBO",
     "ExactNLL",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -10,7 +11,15 @@ from torch import nn
 
 __all__ = ["MLP", "ConvEncoder", "ConvDecoder", "broadcast_cat", "ACTIVATIONS"]
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU, "gelu": nn.GELU}
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+    # the slope GANs use (Radford et al., 2016)
+    "leaky_relu": functools.partial(nn.LeakyReLU, 0.2),
+}
 
 
 def _activation(name: str) -> type[nn.Module]:

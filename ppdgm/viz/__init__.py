@@ -205,19 +205,32 @@ def density_grid(points: np.ndarray, size: int = 200, margin: float = 0.15):
 
 
 def plot_density_2d(
-    log_prob, data: np.ndarray, path=None, title: str = "density", size=200, samples=None
+    log_prob,
+    data: np.ndarray,
+    path=None,
+    title: str = "density",
+    size=200,
+    samples=None,
+    exponentiate: bool = True,
 ):
     """The classic flow figure: the data (left) next to the learned density ``exp(log_prob)``
     evaluated on a grid over the data (right); with ``samples``, the model's samples in a third
-    panel."""
+    panel. With ``exponentiate=False`` the middle panel shows ``log_prob``'s values as they are
+    (a discriminator's output, say), with a colour bar."""
     data = np.asarray(data)
     xs, ys, grid = density_grid(data, size)
-    density = np.exp(np.asarray(log_prob(grid), dtype=float)).reshape(size, size)
+    density = np.asarray(log_prob(grid), dtype=float).reshape(size, size)
+    if exponentiate:
+        density = np.exp(density)
     panels = 2 if samples is None else 3
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 5))
     axes[0].scatter(*data[:, :2].T, s=2, c="k", alpha=0.4)
     axes[0].set_title("data")
-    axes[1].imshow(density, origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]), cmap="viridis")
+    image = axes[1].imshow(
+        density, origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]), cmap="viridis"
+    )
+    if not exponentiate:
+        fig.colorbar(image, ax=axes[1], fraction=0.046, pad=0.04)
     axes[1].set_title(title)
     if samples is not None:
         axes[2].scatter(*np.asarray(samples)[:, :2].T, s=2, c="C1", alpha=0.4)
@@ -293,13 +306,19 @@ def plot_curves(
     """Training loss (and the validation loss, if any) against step; ``best_step`` marks the
     selected step."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    if history.get("step"):
+    players = sorted(k for k in history if k.startswith("loss_"))
+    if history.get("step") and players:  # a game: each player's loss
+        for k in players:
+            ax.plot(history["step"], history[k], label=k[5:], lw=1)
+    elif history.get("step"):
         ax.plot(history["step"], history["loss"], label="train", lw=1)
     if history.get("eval_step"):
         ax.plot(history["eval_step"], history["eval"], "o-", ms=3, label=eval_label)
     if best_step is not None:
         ax.axvline(best_step, color="0.4", ls="--", lw=1, label=f"selected (step {best_step})")
-    loss = np.asarray(history.get("loss", []), dtype=float)
+    loss = np.asarray(
+        [history[k] for k in players] if players else history.get("loss", []), dtype=float
+    ).ravel()
     if loss.size > 10:  # the first steps' loss would squash the rest of the curve
         lo, hi = np.percentile(loss, 0), np.percentile(loss, 95)
         if history.get("eval"):

@@ -1,0 +1,302 @@
+"""Generative adversarial networks: a generator program with an implicit likelihood against a
+discriminator, fitted by an adversarial objective through the one trainer."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._utils import check_int
+from ..errors import ConfigError, NoDensityError
+from ..inference.adversarial import ADVERSARIAL_LOSSES, Adversarial
+from .base import Estimator, check_hidden_dims, register
+
+__all__ = ["GAN"]
+
+ARCHS = ("auto", "mlp", "dcgan")
+#: the losses whose critic is trained several times per generator step by default
+_CRITIC_LOSSES = ("wasserstein", "wgan_gp")
+
+
+@register
+class GAN(Estimator):
+    """A generative adversarial network (Goodfellow et al., 2014) and its variants.
+
+    The generator :class:`~ppdgm.models.gan.Generator` is a Pyro program: z ~ N(0, I), x a
+    deterministic function of z (and of the label y when ``conditional``); it has no density.
+    The discriminator :class:`~ppdgm.models.gan.Discriminator` plays against it under
+    :class:`~ppdgm.inference.Adversarial`, each with its own Adam optimizer (RMSprop for
+    ``wasserstein``, as in its paper), in :class:`~ppdgm.train.Trainer`.
+
+    The validation loss, which selects the best step, is the unbiased MMD² with a Gaussian
+    kernel between generated examples and the validation data (standardized units, bandwidth
+    by the median heuristic on the validation data, fixed for the fit). ``score_samples``
+    raises :class:`~ppdgm.errors.NoDensityError`; :meth:`metrics` reports sample quality
+    (Fréchet and kernel distances, precision and recall) instead.
+
+    Args:
+        loss: ``non_saturating``, ``minimax``, ``wasserstein`` (weight clipping),
+            ``wgan_gp``, ``least_squares``, ``hinge``, or f-GAN's ``f:kl``,
+            ``f:reverse_kl``, ``f:js``, ``f:pearson``, ``f:hellinger``.
+        arch: ``mlp``, ``dcgan`` (images (N, C, H, W)) or ``auto`` (dcgan for images).
+        latent_dim: dimension of z.
+        hidden_dims: hidden widths of the MLP generator and discriminator.
+        channels: the DCGAN nets' narrowest convolution width (doubling per level).
+        conditional: a conditional GAN: labels y go into the generator and the
+            discriminator; ``fit(X, y)`` and ``sample(n, y=...)``.
+        n_critic: discriminator updates per generator update (None: 5 for the Wasserstein
+            losses, else 1).
+        gp_weight: λ of the gradient penalty (``wgan_gp``).
+        clip_value: the weight clipping bound (``wasserstein``).
+        betas: Adam's betas for both players (None: (0.5, 0.9) for ``wgan_gp``, else
+            (0.5, 0.999)).
+        discriminator_lr_scale: the discriminator's learning rate as a multiple of the
+            generator's (two time-scale updates when not 1).
+        seed, device, compile: as for every family.
+
+    Attributes:
+        model_: the fitted :class:`~ppdgm.models.gan.Generator`.
+        discriminator_: the fitted :class:`~ppdgm.models.gan.Discriminator`.
+    """
+
+    family = "gan"
+    summary = "generative adversarial network (minimax, non-saturating, WGAN(-GP), LSGAN, f-GAN)"
+    default_data = "8gaussians"
+    default_lr = 2e-4
+    default_batch_size = 256
+    choices = {"loss": ADVERSARIAL_LOSSES, "arch": ARCHS}
+
+    def __init__(
+        self,
+        loss: str = "non_saturating",
+        *,
+        arch: str = "auto",
+        latent_dim: int = 16,
+        hidden_dims: tuple[int, ...] = (128, 128, 128),
+        channels: int = 32,
+        conditional: bool = False,
+        n_critic: int | None = None,
+        gp_weight: float = 10.0,
+        clip_value: float = 0.01,
+        betas: tuple[float, float] | None = None,
+        discriminator_lr_scale: float = 1.0,
+        seed: int = 0,
+        device: str = "auto",
+        compile: bool = True,
+    ):
+        self.loss = loss
+        self.arch = arch
+        self.latent_dim = latent_dim
+        self.hidden_dims = hidden_dims
+        self.channels = channels
+        self.conditional = conditional
+        self.n_critic = n_critic
+        self.gp_weight = gp_weight
+        self.clip_value = clip_value
+        self.betas = betas
+        self.discriminator_lr_scale = discriminator_lr_scale
+        self.seed = seed
+        self.device = device
+        self.compile = compile
+        self._check_params()
+
+    # -- hyperparameters -----------------------------------------------------------------------
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_int("latent_dim", self.latent_dim)
+        check_int("channels", self.channels)
+        check_hidden_dims(self.hidden_dims)
+        if self.n_critic is not None:
+            check_int("n_critic", self.n_critic)
+        if not float(self.gp_weight) >= 0:
+            raise ConfigError(f"gp_weight must be >= 0, got {self.gp_weight}")
+        if not float(self.clip_value) > 0:
+            raise ConfigError(f"clip_value must be positive, got {self.clip_value}")
+        if not float(self.discriminator_lr_scale) > 0:
+            raise ConfigError(
+                f"discriminator_lr_scale must be positive, got {self.discriminator_lr_scale}"
+            )
+        if self.betas is not None:
+            b = tuple(self.betas)
+            if len(b) != 2 or not all(0.0 <= float(v) < 1.0 for v in b):
+                raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+            if self.loss == "wasserstein":
+                raise ConfigError("betas set Adam's; loss='wasserstein' uses RMSprop")
+        if not isinstance(self.conditional, bool):
+            raise ConfigError(f"conditional must be True or False, got {self.conditional!r}")
+
+    def uses_labels(self) -> bool:
+        return bool(self.conditional)
+
+    @property
+    def n_critic_(self) -> int:
+        """The discriminator updates per generator update in use."""
+        if self.n_critic is not None:
+            return int(self.n_critic)
+        return 5 if self.loss in _CRITIC_LOSSES else 1
+
+    # -- the family's part ---------------------------------------------------------------------
+    def _check_support(self, x: np.ndarray, source: str, settings: dict[str, Any]) -> None:
+        if self.arch == "dcgan" and x.ndim != 4:
+            raise ConfigError(
+                f"{source}: arch='dcgan' needs images (N, C, H, W); got examples of shape "
+                f"{x.shape[1:]}"
+            )
+
+    def _build(self, data_shape: tuple[int, ...], num_classes: int | None = None) -> None:
+        from ..models import gan as G
+
+        images = len(data_shape) == 3
+        self.arch_ = "dcgan" if self.arch == "dcgan" or (self.arch == "auto" and images) else "mlp"
+        k = int(num_classes or 0)
+        dim, latent = math.prod(data_shape), int(self.latent_dim)
+        hidden = tuple(self.hidden_dims)
+        if self.arch_ == "dcgan":
+            net = G.DCGANGeneratorNet(latent + k, data_shape, int(self.channels))
+            features = G.DCGANDiscriminatorNet(data_shape, int(self.channels))
+            head: nn.Module = nn.Linear(features.out_dim + k, 1)
+        else:
+            net = G.mlp_generator_net(latent + k, hidden, dim)
+            features = nn.Flatten()
+            head = G.mlp_head(dim + k, hidden)
+        self.model_ = G.Generator(net, latent, data_shape, num_classes=k)
+        self.discriminator_ = G.Discriminator(features, head, data_shape, num_classes=k)
+        self._val_bandwidth = None
+
+    def _data_init(self, x: torch.Tensor) -> None:
+        """Standardize with the training data: per feature for vectors; for images the value
+        range mapped to [-1, 1], the generator's tanh range."""
+        from ..models.gan import image_scale
+
+        if self.arch_ == "dcgan":
+            shift, scale = image_scale(float(x.min()), float(x.max()))
+            shift, scale = torch.tensor(shift), torch.tensor(scale)
+        else:
+            shift, scale = x.mean(0), x.std(0).clamp_min(1e-6)
+        for m in (self.model_, self.discriminator_):
+            m.shift.copy_(shift.expand_as(m.shift))
+            m.scale.copy_(scale.expand_as(m.scale))
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model_, "discriminator": self.discriminator_}
+
+    def _programs(self):
+        return self.model_.model, None
+
+    def _objective(self) -> Adversarial:
+        adam = {
+            "betas": tuple(self.betas or ((0.5, 0.9) if self.loss == "wgan_gp" else (0.5, 0.999)))
+        }
+        if self.loss == "wasserstein":
+            adam = {"optimizer": "rmsprop"}
+        return Adversarial(
+            self.discriminator_,
+            self.loss,
+            n_critic=self.n_critic_,
+            gp_weight=float(self.gp_weight),
+            clip_value=float(self.clip_value),
+            discriminator_options={**adam, "lr": self._lr * float(self.discriminator_lr_scale)},
+            generator_options={**adam, "lr": self._lr},
+        )
+
+    def _make_trainer(self, lr=None, batch_size=None, lr_schedule=None):
+        self._lr = float(self.default_lr if lr is None else lr)
+        return super()._make_trainer(lr=lr, batch_size=batch_size, lr_schedule=lr_schedule)
+
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model_
+        return ((x - m.shift) / m.scale).reshape(len(x), -1)
+
+    def _val_loss(self, x: torch.Tensor, *labels: torch.Tensor) -> float:
+        """MMD² (Gaussian kernel, standardized units) between as many generated examples as
+        there are validation examples (at most 1,000) and the validation data."""
+        from ..evaluation import kernel_distance, median_bandwidth
+
+        x = x[:1000]
+        real = self._flat(x).double().cpu().numpy()
+        if self._val_bandwidth is None:
+            self._val_bandwidth = median_bandwidth(real)
+        with torch.no_grad():
+            fake = self.model_.sample(len(x), *[y[: len(x)] for y in labels])
+        fake = self._flat(fake).double().cpu().numpy()
+        return kernel_distance(fake, real, kernel="rbf", bandwidth=self._val_bandwidth)
+
+    # -- queries -------------------------------------------------------------------------------
+    def score_samples(self, X) -> np.ndarray:
+        """A GAN's generator has no density: always raises
+        :class:`~ppdgm.errors.NoDensityError`."""
+        raise NoDensityError(
+            "a GAN's generator has an implicit likelihood, so it gives no log-density; compare "
+            "its samples with the data instead: GAN.metrics(X, 'test') or "
+            "ppdgm.evaluation.frechet_distance / kernel_distance / precision_recall / mmd_test"
+        )
+
+    def sample(self, num_samples: int, *, y=None, seed: int | None = None) -> np.ndarray:
+        """Draw ``num_samples`` examples, shape (num_samples, *data shape). A conditional GAN
+        takes one label per sample (``y``, shape (num_samples,)) or draws them uniformly."""
+        self._check_fitted()
+        check_int("num_samples", num_samples)
+        labels = ()
+        with self._seeded(seed):
+            if self.conditional:
+                k = int(self.settings_["num_classes"])
+                if y is None:
+                    y = torch.randint(k, (int(num_samples),))
+                else:
+                    y = self._labels(y, int(num_samples), "y")
+                labels = (torch.as_tensor(y, device=self.device_),)
+            return self.model_.sample(int(num_samples), *labels).cpu().numpy()
+
+    def discriminate(self, X, y=None) -> np.ndarray:
+        """The discriminator's raw output (logit; critic value) per example, shape (N,)."""
+        x = self._tensor(X)
+        labels = ()
+        if self.conditional:
+            labels = (torch.as_tensor(self._labels(y, len(x), "y"), device=self.device_),)
+        with torch.no_grad():
+            return self.discriminator_(x, *labels).cpu().numpy()
+
+    # -- what the command line reports ---------------------------------------------------------
+    def metrics(self, X, prefix: str, **options) -> dict[str, Any]:
+        """Sample quality against ``X``: as many samples as rows of X, compared in
+        standardized units (see :func:`ppdgm.evaluation.sample_quality`)."""
+        from ..evaluation import sample_quality
+
+        x = self._tensor(X, "X")
+        fake = torch.as_tensor(self.sample(len(x)), device=self.device_)
+        quality = sample_quality(
+            self._flat(fake).cpu().numpy(), self._flat(x).cpu().numpy(), seed=int(self.seed)
+        )
+        return {
+            **{f"{prefix}_{k}": v for k, v in quality.items()},
+            f"num_{prefix}": int(len(x)),
+        }
+
+    def plot_figures(self, data, folder: Path, seed: int = 0) -> None:
+        """Samples, both players' loss curves, and for 2-D data the discriminator's landscape
+        with the data and the samples."""
+        from .. import viz
+
+        super().plot_figures(data, folder, seed)
+        if self.data_shape_ == (2,) and not self.conditional:
+            samples = self.sample(1000, seed=seed)
+            disc = self.discriminator_
+
+            def landscape(points):
+                with torch.no_grad():
+                    p = torch.as_tensor(points, dtype=torch.float32, device=self.device_)
+                    return disc(p).cpu().numpy()
+
+            viz.plot_density_2d(
+                landscape,
+                data.x_test,
+                path=folder / "discriminator.png",
+                title="discriminator output",
+                samples=samples,
+                exponentiate=False,
+            )
