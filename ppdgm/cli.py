@@ -41,6 +41,15 @@ def _dims(text: str) -> tuple[int, ...]:
     return dims
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers such as 0.5,0.999, got {text!r}"
+        ) from None
+
+
 def _positive(kind):
     def parse(text):
         try:
@@ -185,6 +194,9 @@ def family_options(cls) -> list[_Option]:
             kwargs["choices"] = [c for c in cls.choices[name] if c is not None]
         elif isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif annotation.startswith("tuple[float"):
+            kwargs["type"] = _floats
+            kwargs["metavar"] = "X,X,..."
         elif isinstance(default, tuple):
             kwargs["type"] = _dims
             kwargs["metavar"] = "N,N,..."
@@ -413,6 +425,13 @@ def _compute_metrics(est, data, iwae_k: int) -> dict[str, Any]:
     metrics = {"iwae_k": iwae_k, **est.metrics(data.x_test, "test", iwae_k=iwae_k)}
     if data.x_val is not None:
         metrics.update(est.metrics(data.x_val, "val", iwae_k=iwae_k))
+    if data.modes is not None:  # a toy mixture: mode collapse, for any family
+        from .evaluation import mode_coverage
+
+        seed = int(getattr(est, "seed", 0))
+        cover = mode_coverage(est.sample(len(data.x_test), seed=seed), *data.modes)
+        metrics["test_modes"] = cover["modes"]
+        metrics["test_high_quality"] = cover["high_quality"]
     return metrics
 
 
@@ -453,6 +472,11 @@ def _train(args) -> int:
     fixed = {k: v for k, v in settings.items() if k in params and params[k] in (None, "auto")}
     est.set_params(**fixed)
     params.update(fixed)
+    labelled = est.uses_labels()
+    if labelled and data.y_train is None:
+        raise ConfigError(
+            f"{cfg['data']}: this model is conditional and needs labels; give --labels"
+        )
     if cfg.get("early_stopping") and data.x_val is None:
         raise ConfigError("--early-stopping needs a validation split; set --val-fraction above 0")
     cfg["params"] = {**{k: v for k, v in params.items() if k != "compile"}, "device": "auto"}
@@ -465,6 +489,8 @@ def _train(args) -> int:
     try:
         est.fit(
             data.x_train,
+            data.y_train if labelled else None,
+            y_val=data.y_val if labelled else None,
             num_steps=cfg["steps"],
             batch_size=cfg["batch_size"],
             lr=cfg["lr"],
@@ -522,7 +548,20 @@ def _train(args) -> int:
 
 
 def _headline(metrics: dict[str, Any], prefix: str) -> str:
-    """The test figures in one line: the ELBO and IWAE bound, or the exact NLL."""
+    """The test figures in one line: the ELBO and IWAE bound, the exact NLL, or for a model
+    without a density its sample quality."""
+    if f"{prefix}_nll" not in metrics and f"{prefix}_frechet_distance" in metrics:
+        line = (
+            f"{prefix} Fréchet distance {metrics[f'{prefix}_frechet_distance']:.4f}, "
+            f"precision {metrics[f'{prefix}_precision']:.3f}, "
+            f"recall {metrics[f'{prefix}_recall']:.3f}"
+        )
+        if f"{prefix}_modes" in metrics:
+            line += (
+                f", {metrics[f'{prefix}_modes']} modes, "
+                f"{metrics[f'{prefix}_high_quality']:.1%} high quality"
+            )
+        return line
     if f"{prefix}_nll_iwae" in metrics:
         return (
             f"{prefix} ELBO {metrics[f'{prefix}_elbo']:.3f} nats, IWAE(K={metrics['iwae_k']}) "

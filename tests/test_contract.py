@@ -9,7 +9,7 @@ import torch
 
 from ppdgm import cli
 from ppdgm.data import load_data
-from ppdgm.errors import ConfigError, DataValueError, ShapeMismatchError
+from ppdgm.errors import ConfigError, DataValueError, NoDensityError, ShapeMismatchError
 from ppdgm.estimators import REGISTRY, Estimator, get_family, load_estimator
 
 #: a tiny configuration per family (every family must have one: see the first test)
@@ -37,6 +37,7 @@ TINY = {
         "ais_chains": 10,
         "ais_betas": 20,
     },
+    "gan": {"hidden_dims": (16,), "latent_dim": 2},
     "ebm": {
         "hidden_dims": (8,),
         "langevin_steps": 2,
@@ -85,10 +86,14 @@ def test_fit_sample_score_shapes(fitted):
     s = est.sample(5)
     assert s.shape == (5, *data.x_train.shape[1:]) and np.isfinite(s).all()
     np.testing.assert_array_equal(est.sample(4, seed=3), est.sample(4, seed=3))
+    assert est.last_step_ == 5 and est.data_shape_ == data.x_train.shape[1:]
+    if not est.has_density:
+        with pytest.raises(NoDensityError, match="no log-density"):
+            est.score_samples(x)
+        return
     scores = est.score_samples(x)
     assert isinstance(scores, np.ndarray) and scores.shape == (7,) and np.isfinite(scores).all()
     assert est.score(x) == pytest.approx(float(np.mean(est.score_samples(x))), rel=1e-5)
-    assert est.last_step_ == 5 and est.data_shape_ == data.x_train.shape[1:]
 
 
 def test_every_parameter_receives_a_gradient(fitted):
@@ -116,7 +121,8 @@ def test_save_load_round_trip_gives_identical_scores(fitted, tmp_path):
             "device": back.device,
         }
         x = data.x_test[:6]
-        np.testing.assert_array_equal(back.score_samples(x), est.score_samples(x))
+        if est.has_density:
+            np.testing.assert_array_equal(back.score_samples(x), est.score_samples(x))
         np.testing.assert_array_equal(back.sample(3, seed=1), est.sample(3, seed=1))
 
 

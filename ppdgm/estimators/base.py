@@ -104,6 +104,9 @@ class Estimator:
     #: the learning rate and batch size ``fit`` and ``ppdgm train`` use unless told
     default_lr: ClassVar[float] = 1e-3
     default_batch_size: ClassVar[int] = 128
+    #: whether the model gives a (bound on its) log-density; a GAN's generator does not, and
+    #: its ``score_samples`` raises :class:`~ppdgm.errors.NoDensityError`
+    has_density: ClassVar[bool] = True
     #: hyperparameters the command line sets through its own options, not the family's
     cli_managed: ClassVar[tuple[str, ...]] = ("seed", "device", "compile")
 

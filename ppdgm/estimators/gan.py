@@ -44,7 +44,7 @@ class GAN(Estimator):
             ``wgan_gp``, ``least_squares``, ``hinge``, or f-GAN's ``f:kl``,
             ``f:reverse_kl``, ``f:js``, ``f:pearson``, ``f:hellinger``.
         arch: ``mlp``, ``dcgan`` (images (N, C, H, W)) or ``auto`` (dcgan for images).
-        latent_dim: dimension of z.
+        latent_dim: dimension of z (None: half the data's dimensions, from 2 to 100).
         hidden_dims: hidden widths of the MLP generator and discriminator.
         channels: the DCGAN nets' narrowest convolution width (doubling per level).
         conditional: a conditional GAN: labels y go into the generator and the
@@ -69,6 +69,7 @@ class GAN(Estimator):
     default_data = "8gaussians"
     default_lr = 2e-4
     default_batch_size = 256
+    has_density = False
     choices = {"loss": ADVERSARIAL_LOSSES, "arch": ARCHS}
 
     def __init__(
@@ -76,7 +77,7 @@ class GAN(Estimator):
         loss: str = "non_saturating",
         *,
         arch: str = "auto",
-        latent_dim: int = 16,
+        latent_dim: int | None = None,
         hidden_dims: tuple[int, ...] = (128, 128, 128),
         channels: int = 32,
         conditional: bool = False,
@@ -108,7 +109,8 @@ class GAN(Estimator):
     # -- hyperparameters -----------------------------------------------------------------------
     def _check_params(self) -> None:
         super()._check_params()
-        check_int("latent_dim", self.latent_dim)
+        if self.latent_dim is not None:
+            check_int("latent_dim", self.latent_dim)
         check_int("channels", self.channels)
         check_hidden_dims(self.hidden_dims)
         if self.n_critic is not None:
@@ -154,7 +156,10 @@ class GAN(Estimator):
         images = len(data_shape) == 3
         self.arch_ = "dcgan" if self.arch == "dcgan" or (self.arch == "auto" and images) else "mlp"
         k = int(num_classes or 0)
-        dim, latent = math.prod(data_shape), int(self.latent_dim)
+        dim = math.prod(data_shape)
+        # auto: half the data's dimensions, between 2 and 100 (2 for 2-D toys, 32 for digits)
+        latent = int(self.latent_dim or min(max(2, dim // 2), 100))
+        self.latent_dim_ = latent
         hidden = tuple(self.hidden_dims)
         if self.arch_ == "dcgan":
             net = G.DCGANGeneratorNet(latent + k, data_shape, int(self.channels))
@@ -183,7 +188,12 @@ class GAN(Estimator):
             m.scale.copy_(scale.expand_as(m.scale))
 
     def _modules(self) -> dict[str, torch.nn.Module]:
-        return {"model": self.model_, "discriminator": self.discriminator_}
+        # the trainer's checkpoints hold the discriminator in the objective's module, under
+        # its attribute name: the same keys here, so that both kinds of file load
+        return {
+            "model": self.model_,
+            "objective": nn.ModuleDict({"discriminator": self.discriminator_}),
+        }
 
     def _programs(self):
         return self.model_.model, None
@@ -228,8 +238,9 @@ class GAN(Estimator):
 
     # -- queries -------------------------------------------------------------------------------
     def score_samples(self, X) -> np.ndarray:
-        """A GAN's generator has no density: always raises
-        :class:`~ppdgm.errors.NoDensityError`."""
+        """A GAN's generator has no density: raises :class:`~ppdgm.errors.NoDensityError`
+        (after the usual checks of X, so that bad data gets its own error)."""
+        self.check_data(X)
         raise NoDensityError(
             "a GAN's generator has an implicit likelihood, so it gives no log-density; compare "
             "its samples with the data instead: GAN.metrics(X, 'test') or "

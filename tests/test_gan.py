@@ -1,0 +1,152 @@
+"""The GAN family: architectures for vectors and images, conditional GANs, every loss through
+the estimator and the command line, and learning on a toy mixture."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import ppdgm
+from ppdgm import cli
+from ppdgm.data import load_data
+from ppdgm.errors import ConfigError, NoDensityError
+from ppdgm.evaluation import kernel_distance
+from ppdgm.inference import ADVERSARIAL_LOSSES
+from ppdgm.models.gan import DCGANDiscriminatorNet, DCGANGeneratorNet, dcgan_levels
+
+TINY = {"hidden_dims": (16,), "latent_dim": 2, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("digits")
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return load_data("8gaussians")
+
+
+@pytest.mark.parametrize("loss", ADVERSARIAL_LOSSES)
+def test_every_loss_trains_through_the_estimator(loss, toy):
+    gan = ppdgm.GAN(loss, **TINY).fit(toy.x_train[:256], num_steps=3, batch_size=32)
+    assert gan.sample(4).shape == (4, 2) and np.isfinite(gan.sample(4)).all()
+    assert gan.last_step_ == 3
+    assert len(gan.history_["loss_discriminator"]) == len(gan.history_["loss_generator"]) >= 1
+    expected = 5 if loss in ("wasserstein", "wgan_gp") else 1
+    assert gan.n_critic_ == expected and gan.trainer_.batches_per_step == expected + 1
+
+
+def test_a_gan_learns_the_toy_mixture(toy):
+    x = toy.x_train[:2000]
+    gan = ppdgm.GAN(hidden_dims=(64, 64), device="cpu", seed=0)
+    gan.fit(x, num_steps=1, batch_size=128)
+    before = kernel_distance(gan.sample(500), toy.x_test[:500], kernel="rbf", bandwidth=0.5)
+    gan.fit(x, num_steps=400, batch_size=128, lr=1e-3)
+    after = kernel_distance(gan.sample(500), toy.x_test[:500], kernel="rbf", bandwidth=0.5)
+    assert after < 0.3 * before
+
+
+def test_validation_selects_a_step_by_mmd(toy):
+    gan = ppdgm.GAN(**TINY).fit(
+        toy.x_train[:512], num_steps=8, batch_size=32, X_val=toy.x_test[:64], eval_every=2
+    )
+    assert len(gan.history_["eval"]) == 4 and gan.best_step_ in (2, 4, 6, 8)
+    assert gan.best_val_loss_ == min(gan.history_["eval"])
+
+
+def test_dcgan_on_digit_images(digits):
+    x = digits.x_train[:64].reshape(-1, 1, 8, 8)
+    gan = ppdgm.GAN(channels=4, device="cpu").fit(x, num_steps=2, batch_size=16)
+    assert gan.arch_ == "dcgan" and gan.latent_dim_ == 32
+    s = gan.sample(5)
+    assert s.shape == (5, 1, 8, 8)
+    # the tanh output mapped onto the data's range
+    assert s.min() >= x.min() - 1e-4 and s.max() <= x.max() + 1e-4
+    flat = ppdgm.GAN(hidden_dims=(16,), device="cpu").fit(digits.x_train[:64], num_steps=2)
+    assert flat.arch_ == "mlp" and flat.sample(3).shape == (3, 64)
+    with pytest.raises(ConfigError, match="arch='dcgan' needs images"):
+        ppdgm.GAN(arch="dcgan").fit(digits.x_train[:64], num_steps=1)
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 48)])
+def test_dcgan_nets_fit_larger_images(shape):
+    c, h, w = shape
+    net = DCGANGeneratorNet(10, shape, channels=4)
+    out = net(torch.randn(2, 10))
+    assert out.shape == (2, *shape)
+    disc = DCGANDiscriminatorNet(shape, channels=4)
+    assert disc(out).shape == (2, disc.out_dim)
+    assert 1 <= dcgan_levels(h, w) <= 3
+    with pytest.raises(ConfigError, match="use arch='mlp'"):
+        dcgan_levels(7, 7)
+
+
+def test_conditional_gan_takes_labels(digits):
+    x, y = digits.x_train[:128], digits.y_train[:128]
+    gan = ppdgm.GAN(conditional=True, hidden_dims=(16,), device="cpu")
+    gan.fit(x, y, num_steps=3, batch_size=32, X_val=digits.x_test[:40], y_val=digits.y_test[:40])
+    assert gan.settings_["num_classes"] == 10 and len(gan.history_["eval"]) >= 1
+    assert gan.sample(6, y=np.arange(6)).shape == (6, 64)
+    np.testing.assert_array_equal(gan.sample(4, seed=2), gan.sample(4, seed=2))
+    # the labels change the samples for the same noise
+    a, b = gan.sample(4, y=np.zeros(4, int), seed=1), gan.sample(4, y=np.ones(4, int), seed=1)
+    assert not np.allclose(a, b)
+    assert gan.discriminate(x[:3], y[:3]).shape == (3,)
+    with pytest.raises(ConfigError, match="conditional: give the labels y"):
+        ppdgm.GAN(conditional=True).fit(x, num_steps=1)
+    with pytest.raises(ConfigError, match="outside the fitted classes 0..9"):
+        gan.sample(2, y=[3, 12])
+    with pytest.raises(ConfigError, match="y_val"):
+        ppdgm.GAN(conditional=True).fit(x, y, num_steps=1, X_val=x[:10])
+
+
+def test_score_samples_says_there_is_no_density(toy):
+    gan = ppdgm.GAN(**TINY).fit(toy.x_train[:64], num_steps=1)
+    with pytest.raises(NoDensityError, match="implicit likelihood.*frechet_distance"):
+        gan.score_samples(toy.x_test[:5])
+    out = gan.metrics(toy.x_test[:100], "test")
+    assert {"test_frechet_distance", "test_kernel_distance", "test_precision"} <= set(out)
+
+
+def test_bad_hyperparameters_are_refused():
+    with pytest.raises(ConfigError, match="loss='wasserstein' uses RMSprop"):
+        ppdgm.GAN("wasserstein", betas=(0.5, 0.9))
+    with pytest.raises(ConfigError, match="betas must be two numbers"):
+        ppdgm.GAN(betas=(0.5,))
+    with pytest.raises(ConfigError, match="latent_dim"):
+        ppdgm.GAN(latent_dim=0)
+    with pytest.raises(ConfigError, match="unknown loss 'f:tv'"):
+        ppdgm.GAN("f:tv")
+
+
+def test_cli_trains_a_wgan_gp_with_both_curves_and_the_landscape(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "gan", "--loss", "wgan_gp", "--data", "8gaussians", "--steps", "4"]
+    argv += ["--hidden-dims", "16", "--betas", "0.5,0.9", "--out", str(out), "--no-progress"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    line = capsys.readouterr().out
+    assert "Fréchet distance" in line and "modes" in line
+    for name in ("samples.png", "curves.png", "discriminator.png", "metrics.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["test_modes"] <= 8 and 0 <= metrics["test_high_quality"] <= 1
+    assert metrics["test_frechet_distance"] >= 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["params"]["loss"] == "wgan_gp" and config["params"]["betas"] == [0.5, 0.9]
+    back = ppdgm.estimators.load_estimator(out / "checkpoint.pt")
+    assert back.get_params()["betas"] == (0.5, 0.9)
+    assert back.sample(3).shape == (3, 2)
+
+
+def test_cli_conditional_gan_needs_labels(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "gan", "--conditional", "--data", "two-moons", "--steps", "2", "--out"]
+    assert cli.main([*argv, str(out), "--no-progress"]) == 1
+    assert "conditional and needs labels" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything was written
+    argv = ["train", "gan", "--conditional", "--data", "digits", "--steps", "2"]
+    argv += ["--hidden-dims", "8", "--out", str(out), "--no-progress"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["num_classes"] == 10
