@@ -179,3 +179,30 @@ def test_sample_quality_reports_every_figure():
     assert set(out) == {"frechet_distance", "kernel_distance", "mmd2_rbf", "precision", "recall"}
     assert out["frechet_distance"] == frechet_distance(a, b)
     assert (out["precision"], out["recall"]) == precision_recall(b, a)
+
+
+def test_precision_and_recall_use_the_kth_neighbour_radius_by_hand():
+    real = np.array([[0.0], [1.0], [3.0]])
+    fake = np.array([[1.9], [4.6], [10.0]])
+    # k=1: real radii 1, 1, 2; fake radii 2.7, 2.7, 5.4
+    assert precision_recall(real, fake, k=1) == (pytest.approx(2 / 3), 1.0)
+    # k=2: real radii 3, 2, 3: 4.6 is 1.6 from 3, 10 is 7 away from every ball
+    assert precision_recall(real, np.array([[10.0], [4.6], [-3.5]]), k=2)[0] == pytest.approx(1 / 3)
+
+
+def test_the_mmd_test_statistic_is_the_unbiased_estimate():
+    rng = np.random.default_rng(10)
+    x, y = rng.normal(size=(30, 2)), rng.normal(size=(45, 2)) + 0.3
+    stat, _ = mmd_test(x, y, num_permutations=10, bandwidth=0.8)
+    assert stat == pytest.approx(kernel_distance(x, y, kernel="rbf", bandwidth=0.8), rel=1e-10)
+
+
+def test_the_classifier_test_p_value_is_the_binomial_tail_at_the_count():
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(size=(50, 2)), rng.normal(size=(50, 2)) + 0.8
+    acc, p = classifier_two_sample_test(x, y, seed=3)
+    n_test = 100 - 50
+    correct = round(acc * n_test)
+    # P(Binomial(n, 1/2) >= correct), summed by hand
+    tail = sum(math.comb(n_test, j) for j in range(correct, n_test + 1)) / 2**n_test
+    assert p == pytest.approx(tail, rel=1e-9)
