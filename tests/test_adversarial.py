@@ -374,3 +374,31 @@ def test_players_must_own_every_parameter_once():
 
     with pytest.raises(ConfigError, match="2 trainable parameter.* belong to no player"):
         Trainer(lonely.model, None, Partial(_critic()))
+
+
+def test_joint_pairs_fit_the_encoder_with_the_generator():
+    # ALI/BiGAN: the discriminator judges (x, z) pairs, and the guide plays on the generator's
+    # side, so one step moves the encoder too
+    from ppdgm.models.gan import Discriminator, Encoder, Generator, mlp_head
+
+    torch.manual_seed(0)
+    gen = Generator(nn.Linear(2, 2), 2, (2,))
+    enc = Encoder(nn.Linear(2, 4), 2, (2,))
+    disc = Discriminator(nn.Flatten(), mlp_head(4, (8,)), (2,), latent_dim=2)
+    for loss in ("non_saturating", "wgan_gp", "minimax"):
+        trainer = Trainer(gen.model, enc.guide, Adversarial(disc, loss), lr=1e-2, batch_size=8)
+        assert {id(p) for p in trainer.players["generator"].params} == {
+            id(p) for m in (gen, enc) for p in m.parameters()
+        }
+        before = [p.detach().clone() for p in enc.parameters()]
+        out = trainer.step(DATA[:16])
+        assert math.isfinite(out["loss"])
+        assert all(not torch.equal(a, b) for a, b in zip(before, enc.parameters(), strict=True))
+    # the encoder's pairs count with the labels swapped: for the non-saturating loss, the
+    # generator side's loss is the discriminator's with real and fake exchanged
+    module = Adversarial(disc)(gen.model, enc.guide)
+    torch.manual_seed(1)
+    g = module.player_loss("generator", DATA[:8])
+    torch.manual_seed(1)
+    v_real, v_fake, _, _ = module._pairs(DATA[:8], (), detach=False)
+    assert torch.allclose(g, discriminator_loss("non_saturating", v_fake, v_real).sum())
