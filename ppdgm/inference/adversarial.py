@@ -366,9 +366,10 @@ class _AdversarialModule(ObjectiveModule):
             return loss
         if name != "generator":
             raise ConfigError(f"no player {name!r} in this game (discriminator, generator)")
+        if self.guide is None:  # the data play no part in the generator's loss
+            fake, _ = generate(self.model, x.shape[0], *labels)
+            return generator_loss(obj.loss_name, self.discriminator(fake, *labels)).sum()
         v_real, v_fake, _, _ = self._pairs(x, labels, detach=False)
-        if self.guide is None:
-            return generator_loss(obj.loss_name, v_fake).sum()
         # joint pairs: the generator and the encoder both play against the discriminator,
         # the encoder's pairs with the labels swapped (the minimax form: minus its loss)
         if obj.loss_name == "minimax":
