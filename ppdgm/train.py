@@ -359,6 +359,7 @@ class Trainer:
                 )
             #: the player whose loss is the run's ``loss`` curve (the last one scheduled)
             self.main_player = self._plan[-1]
+            self._after_update = getattr(self.loss_module, "after_update", None)
             self.optimizer = None
         else:
             self.optimizer = _make_optimizer(
@@ -463,9 +464,8 @@ class Trainer:
                 if self.clip_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(player.params, self.clip_grad_norm)
                 player.optimizer.step()
-                after = getattr(self.loss_module, "after_update", None)
-                if after is not None:
-                    after(name)
+                if self._after_update is not None:
+                    self._after_update(name)
                 sums.setdefault(name, []).append(value)
         self.step_count += 1
         out = {f"loss_{k}": sum(v) / len(v) for k, v in sums.items()}
