@@ -66,6 +66,20 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
+def cache_dir() -> Path:
+    """The folder of ppdgm's caches: ``$PPDGM_CACHE_DIR``, else the user cache directory."""
+    env = os.environ.get("PPDGM_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "ppdgm"
+
+
 def _umask() -> int:
     """The process umask (the permission bits new files do not get)."""
     mask = os.umask(0o022)  # reading the umask means setting it; put it straight back

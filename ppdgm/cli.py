@@ -21,7 +21,15 @@ __all__ = ["main", "build_parser"]
 CHECKPOINT, BEST, CONFIG, METRICS = "checkpoint.pt", "best.pt", "config.json", "metrics.json"
 EVALUATION = "evaluation.json"
 #: options of ``train`` that a resumed run takes from the command line (the rest must match)
-RESUME_HONOURED = ("steps", "lr", "early_stopping", "eval_every", "checkpoint_every", "iwae_k")
+RESUME_HONOURED = (
+    "steps",
+    "lr",
+    "early_stopping",
+    "eval_every",
+    "checkpoint_every",
+    "iwae_k",
+    "quality_samples",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +69,16 @@ def _positive(kind):
         return value
 
     return parse
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text!r}")
+    return value
 
 
 def _non_negative(text):
@@ -154,6 +172,12 @@ def _train_options() -> argparse.ArgumentParser:
         type=_positive(int),
         default=1000,
         help="particles of the test IWAE bound (latent-variable families)",
+    )
+    o.add_argument(
+        "--quality-samples",
+        type=_non_negative_int,
+        default=1000,
+        help="samples compared with the test split for the sample-quality metrics (0: none)",
     )
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument("--no-compile", action="store_true", help="run the training step eagerly")
@@ -263,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("run", help="run folder")
     e.add_argument("--iwae-k", type=_positive(int), default=None, help="default: the run's own")
+    e.add_argument(
+        "--quality-samples",
+        type=_non_negative_int,
+        default=None,
+        help="samples for the sample-quality metrics (0: none; default: the run's own)",
+    )
     e.add_argument("--last", action="store_true", help=f"use {CHECKPOINT} instead of {BEST}")
     e.add_argument(
         "--out", default=None, help=f"JSON file for the metrics (default RUN/{EVALUATION})"
@@ -420,11 +450,28 @@ def _check_data(est, data, source: str) -> None:
             est.check_data(x, source)
 
 
-def _compute_metrics(est, data, iwae_k: int) -> dict[str, Any]:
-    """The family's figures of merit on the test split (and the validation split if any)."""
-    metrics = {"iwae_k": iwae_k, **est.metrics(data.x_test, "test", iwae_k=iwae_k)}
+def quality_features(data) -> str | None:
+    """The feature space for sample quality: the digits classifier's for the bundled digits,
+    the standardized raw values otherwise."""
+    if str(data.name).startswith("digits") and tuple(data.image_shape or ()) == (1, 8, 8):
+        return "digits"
+    return None
+
+
+def _compute_metrics(est, data, iwae_k: int, quality_samples: int = 1000) -> dict[str, Any]:
+    """The family's figures of merit on the test split (and the validation split if any), and
+    the sample quality of ``quality_samples`` samples against as many test examples."""
+
+    def labels(split: str) -> dict[str, Any]:
+        y = getattr(data, f"y_{split}")
+        return {"y": y} if est.uses_labels() and y is not None else {}
+
+    metrics = {
+        "iwae_k": iwae_k,
+        **est.metrics(data.x_test, "test", iwae_k=iwae_k, **labels("test")),
+    }
     if data.x_val is not None:
-        metrics.update(est.metrics(data.x_val, "val", iwae_k=iwae_k))
+        metrics.update(est.metrics(data.x_val, "val", iwae_k=iwae_k, **labels("val")))
     if data.modes is not None:  # a toy mixture: mode collapse, for any family
         from .evaluation import mode_coverage
 
@@ -432,6 +479,16 @@ def _compute_metrics(est, data, iwae_k: int) -> dict[str, Any]:
         cover = mode_coverage(est.sample(len(data.x_test), seed=seed), *data.modes)
         metrics["test_modes"] = cover["modes"]
         metrics["test_high_quality"] = cover["high_quality"]
+    if quality_samples:
+        metrics.update(
+            est.sample_metrics(
+                data.x_test,
+                "test",
+                features=quality_features(data),
+                max_samples=quality_samples,
+                **labels("test"),
+            )
+        )
     return metrics
 
 
@@ -518,7 +575,7 @@ def _train(args) -> int:
             f"rate (--overwrite --lr {lr}) or continue from it (--resume --lr {lr})"
         ) from None
     seconds = time.perf_counter() - t0
-    metrics = _compute_metrics(est, data, cfg["iwae_k"])
+    metrics = _compute_metrics(est, data, cfg["iwae_k"], cfg.get("quality_samples", 1000))
     metrics.update(
         {
             "num_steps": int(est.last_step_),
@@ -550,7 +607,11 @@ def _train(args) -> int:
 def _headline(metrics: dict[str, Any], prefix: str) -> str:
     """The test figures in one line: the ELBO and IWAE bound, the exact NLL, or for a model
     without a density its sample quality."""
-    if f"{prefix}_nll" not in metrics and f"{prefix}_frechet_distance" in metrics:
+    if (
+        f"{prefix}_nll" not in metrics
+        and f"{prefix}_nll_iwae" not in metrics
+        and f"{prefix}_frechet_distance" in metrics
+    ):
         line = (
             f"{prefix} Fréchet distance {metrics[f'{prefix}_frechet_distance']:.4f}, "
             f"precision {metrics[f'{prefix}_precision']:.3f}, "
@@ -641,6 +702,7 @@ def _new_config(args, load: bool = True) -> dict[str, Any]:
         "lr": args.lr or cls.default_lr,
         "lr_schedule": args.lr_schedule or cls.default_lr_schedule,
         "iwae_k": args.iwae_k,
+        "quality_samples": args.quality_samples,
         "val_fraction": args.val_fraction,
         "early_stopping": args.early_stopping,
         "eval_every": args.eval_every,
@@ -699,8 +761,9 @@ def _evaluate(args) -> int:
     data = _load_run_data(cfg)
     _check_data(est, data, str(cfg["data"]))
     k = args.iwae_k or cfg.get("iwae_k", 1000)
+    q = cfg.get("quality_samples", 1000) if args.quality_samples is None else args.quality_samples
     metrics = {
-        **_compute_metrics(est, data, k),
+        **_compute_metrics(est, data, k, q),
         "checkpoint": ckpt.name,
         "step": est.selected_step_,
         "versions": _versions(),

@@ -38,6 +38,7 @@ TINY = {
         "ais_betas": 20,
     },
     "gan": {"hidden_dims": (16,), "latent_dim": 2},
+    "bigan": {"hidden_dims": (16,), "latent_dim": 2},
     "ebm": {
         "hidden_dims": (8,),
         "langevin_steps": 2,

@@ -6,7 +6,7 @@ from .autoregressive import FVSBN, MADE, NADE
 from .base import REGISTRY, Estimator, get_family, load_estimator, register
 from .energy import DBM, RBM, DeepEBM
 from .flows import CNF, MAF, NICE, NSF, Glow, PlanarFlow, RadialFlow, RealNVP
-from .gan import GAN
+from .gan import GAN, BiGAN
 from .pixelcnn import PixelCNN
 from .sequence import CharRNN, WaveNet
 from .vae import VAE
@@ -19,6 +19,7 @@ __all__ = [
     "load_estimator",
     "VAE",
     "GAN",
+    "BiGAN",
     "RBM",
     "DeepEBM",
     "DBM",

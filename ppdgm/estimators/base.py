@@ -463,6 +463,72 @@ class Estimator:
             f"num_{prefix}": int(len(X)),
         }
 
+    def sample_metrics(
+        self,
+        X,
+        prefix: str,
+        *,
+        y=None,
+        features=None,
+        max_samples: int | None = None,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Sample quality against ``X``, for every family that samples: as many samples as
+        rows of X (at most ``max_samples``, the first rows), compared by
+        :func:`~ppdgm.evaluation.sample_quality` (Fréchet and kernel distances, Gaussian-kernel
+        MMD², precision and recall), keys ``<prefix>_<figure>``, and the number compared as
+        ``<prefix>_quality_samples``.
+
+        Args:
+            y: labels of X's rows, for a model that samples given labels (conditional).
+            features: where to compare: None, the raw values standardized by X's mean and
+                standard deviation; ``"digits"``, the digits classifier's features
+                (:func:`~ppdgm.evaluation.digits_features`, values read as 0..16 when X
+                exceeds 1, else 0..1), which adds ``<prefix>_inception_score``; a torch module
+                (:func:`~ppdgm.evaluation.extract_features`); or a function from arrays to
+                (N, F) features.
+            seed: the sampling seed (None: the estimator's).
+        """
+        from ..evaluation import extract_features, sample_quality
+        from ..evaluation.features import digits_features, inception_score
+
+        self._check_fitted()
+        x = self.check_data(X, "X")
+        if max_samples is not None:
+            check_int("max_samples", max_samples)
+            x = x[: int(max_samples)]
+        options: dict[str, Any] = {}
+        if self.uses_labels():
+            options["y"] = None if y is None else self._labels(y, len(X), "y")[: len(x)]
+        fake = np.asarray(self.sample(len(x), seed=seed, **options), dtype=np.float64)
+        real = x.astype(np.float64)
+        extra: dict[str, float] = {}
+        if features is None:
+            flat = real.reshape(len(real), -1)
+            mean, std = flat.mean(0), np.maximum(flat.std(0), 1e-6)
+            a = (fake.reshape(len(fake), -1) - mean) / std
+            b = (flat - mean) / std
+        elif isinstance(features, str):
+            if features != "digits":
+                raise ConfigError(f"unknown features {features!r}; use 'digits', None or a module")
+            scale = 16.0 if float(real.max()) > 1.0 else 1.0
+            a, b = digits_features(fake, scale), digits_features(real, scale)
+            extra["inception_score"] = inception_score(fake, scale=scale)[0]
+        elif isinstance(features, torch.nn.Module):
+            a, b = extract_features(fake, features), extract_features(real, features)
+        elif callable(features):
+            a, b = np.asarray(features(fake)), np.asarray(features(real))
+        else:
+            raise ConfigError(
+                f"features must be None, 'digits', a torch module or a function, got "
+                f"{type(features).__name__}"
+            )
+        quality = {**sample_quality(a, b, seed=int(self.seed if seed is None else seed)), **extra}
+        return {
+            **{f"{prefix}_{k}": float(v) for k, v in quality.items()},
+            f"{prefix}_quality_samples": int(len(x)),
+        }
+
     def plot_figures(self, data, folder: Path, seed: int = 0) -> None:
         """The figures ``ppdgm train`` writes into the run folder: samples and curves."""
         from .. import viz

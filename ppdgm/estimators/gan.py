@@ -16,7 +16,7 @@ from ..errors import ConfigError, NoDensityError
 from ..inference.adversarial import ADVERSARIAL_LOSSES, Adversarial
 from .base import Estimator, check_hidden_dims, register
 
-__all__ = ["GAN"]
+__all__ = ["GAN", "BiGAN"]
 
 ARCHS = ("auto", "mlp", "dcgan")
 #: the losses whose critic is trained several times per generator step by default
@@ -36,7 +36,7 @@ class GAN(Estimator):
     The validation loss, which selects the best step, is the unbiased MMD² with a Gaussian
     kernel between generated examples and the validation data (standardized units, bandwidth
     by the median heuristic on the validation data, fixed for the fit). ``score_samples``
-    raises :class:`~ppdgm.errors.NoDensityError`; :meth:`metrics` reports sample quality
+    raises :class:`~ppdgm.errors.NoDensityError`; :meth:`sample_metrics` reports sample quality
     (Fréchet and kernel distances, precision and recall) instead.
 
     Args:
@@ -182,10 +182,17 @@ class GAN(Estimator):
             shift, scale = image_scale(float(x.min()), float(x.max()))
             shift, scale = torch.tensor(shift), torch.tensor(scale)
         else:
-            shift, scale = x.mean(0), x.std(0).clamp_min(1e-6)
-        for m in (self.model_, self.discriminator_):
+            # a feature (nearly) constant in the training data keeps a scale of 1% of the
+            # typical one, so that other data do not blow up in standardized units
+            std = x.std(0)
+            shift, scale = x.mean(0), std.clamp_min(max(1e-6, 1e-2 * float(std.mean())))
+        for m in self._standardized():
             m.shift.copy_(shift.expand_as(m.shift))
             m.scale.copy_(scale.expand_as(m.scale))
+
+    def _standardized(self) -> tuple[nn.Module, ...]:
+        """The modules that hold the data's shift and scale."""
+        return (self.model_, self.discriminator_)
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         # the trainer's checkpoints hold the discriminator in the objective's module, under
@@ -243,7 +250,7 @@ class GAN(Estimator):
         self.check_data(X)
         raise NoDensityError(
             "a GAN's generator has an implicit likelihood, so it gives no log-density; compare "
-            "its samples with the data instead: GAN.metrics(X, 'test') or "
+            "its samples with the data instead: sample_metrics(X, 'test') or "
             "ppdgm.evaluation.frechet_distance / kernel_distance / precision_recall / mmd_test"
         )
 
@@ -273,20 +280,12 @@ class GAN(Estimator):
             return self.discriminator_(x, *labels).cpu().numpy()
 
     # -- what the command line reports ---------------------------------------------------------
-    def metrics(self, X, prefix: str, **options) -> dict[str, Any]:
-        """Sample quality against ``X``: as many samples as rows of X, compared in
-        standardized units (see :func:`ppdgm.evaluation.sample_quality`)."""
-        from ..evaluation import sample_quality
-
-        x = self._tensor(X, "X")
-        fake = torch.as_tensor(self.sample(len(x)), device=self.device_)
-        quality = sample_quality(
-            self._flat(fake).cpu().numpy(), self._flat(x).cpu().numpy(), seed=int(self.seed)
-        )
-        return {
-            **{f"{prefix}_{k}": v for k, v in quality.items()},
-            f"num_{prefix}": int(len(x)),
-        }
+    def metrics(self, X, prefix: str, y=None, **options) -> dict[str, Any]:
+        """A GAN has no likelihood to report: its figures of merit are those of
+        :meth:`sample_metrics` (sample quality), which the command line reports for every
+        family; here only the number of examples."""
+        self.check_data(X, "X")
+        return {f"num_{prefix}": int(len(X))}
 
     def plot_figures(self, data, folder: Path, seed: int = 0) -> None:
         """Samples, both players' loss curves, and for 2-D data the discriminator's landscape
@@ -311,3 +310,112 @@ class GAN(Estimator):
                 samples=samples,
                 exponentiate=False,
             )
+
+
+@register
+class BiGAN(GAN):
+    """ALI / BiGAN (Dumoulin et al., 2017; Donahue et al., 2017): a generator program and an
+    amortized guide (the encoder) fitted together by an adversarial objective over joint
+    pairs: (x, z ~ q(z | x)) from the data and the encoder against (x ~ G(z), z ~ p(z)) from
+    the model. At the game's optimum the two joints match, so the encoder inverts the
+    generator: :meth:`transform` embeds data like a VAE's encoder, :meth:`reconstruct` maps
+    x to G(E(x)).
+
+    The guide :class:`~ppdgm.models.gan.Encoder` is z ~ N(mu(x), sigma(x)), reparameterized
+    so that the game's gradient reaches it; it plays on the generator's side, and the joint
+    discriminator :class:`~ppdgm.models.gan.Discriminator` sees [features(x), z] through an
+    MLP head. Everything else (losses, architectures, conditional, the validation loss,
+    ``score_samples`` raising :class:`~ppdgm.errors.NoDensityError`) is :class:`GAN`'s.
+
+    Args: as for :class:`GAN` (``hidden_dims`` also sizes the encoder and the joint head).
+
+    Attributes:
+        model_, discriminator_: as for :class:`GAN`.
+        encoder_: the fitted :class:`~ppdgm.models.gan.Encoder` (the guide).
+    """
+
+    family = "bigan"
+    summary = "ALI/BiGAN: generator and encoder fitted adversarially over joint (x, z) pairs"
+    default_data = "digits"
+
+    def _build(self, data_shape: tuple[int, ...], num_classes: int | None = None) -> None:
+        from ..models import gan as G
+        from ..nn import MLP
+
+        super()._build(data_shape, num_classes)
+        k, latent = int(num_classes or 0), self.latent_dim_
+        hidden = tuple(self.hidden_dims)
+        if self.arch_ == "dcgan":
+            features: nn.Module = G.DCGANDiscriminatorNet(data_shape, int(self.channels))
+            enc_features = G.DCGANDiscriminatorNet(data_shape, int(self.channels))
+            enc: nn.Module = nn.Sequential(
+                enc_features, nn.Linear(enc_features.out_dim, 2 * latent)
+            )
+            width = features.out_dim
+        else:
+            features = nn.Flatten()
+            width = math.prod(data_shape)
+            enc = nn.Sequential(
+                nn.Flatten(), MLP(width, hidden, 2 * latent, activation="leaky_relu")
+            )
+        head = G.mlp_head(width + k + latent, hidden)
+        self.discriminator_ = G.Discriminator(
+            features, head, data_shape, num_classes=k, latent_dim=latent
+        )
+        self.encoder_ = G.Encoder(enc, latent, data_shape)
+
+    def _standardized(self) -> tuple[nn.Module, ...]:
+        return (self.model_, self.discriminator_, self.encoder_)
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {**super()._modules(), "guide": self.encoder_}
+
+    def _programs(self):
+        return self.model_.model, self.encoder_.guide
+
+    # -- queries -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def transform(self, X) -> np.ndarray:
+        """The encoder's mean of z given x; shape (N, latent_dim)."""
+        self._check_fitted()
+        loc, _ = self.encoder_.params(self._tensor(X))
+        return loc.cpu().numpy()
+
+    @torch.no_grad()
+    def reconstruct(self, X, y=None) -> np.ndarray:
+        """G(E(x)): the generator at the encoder's mean; shape (N, *data shape). A
+        conditional BiGAN takes the labels ``y`` (N,)."""
+        self._check_fitted()
+        x = self._tensor(X)
+        labels = None
+        if self.conditional:
+            labels = torch.as_tensor(self._labels(y, len(x), "y"), device=self.device_)
+        loc, _ = self.encoder_.params(x)
+        return self.model_(loc, self.model_._labels(labels)).cpu().numpy()
+
+    # -- what the command line reports ---------------------------------------------------------
+    def metrics(self, X, prefix: str, y=None, **options) -> dict[str, Any]:
+        """The reconstruction error of G(E(x)): the root mean squared error in the data's units
+        (``<prefix>_reconstruction_rmse``; a conditional BiGAN's needs the labels y)."""
+        out = super().metrics(X, prefix, y=y, **options)
+        if not self.conditional or y is not None:
+            x = self.check_data(X, "X")
+            err = np.sqrt(np.mean((self.reconstruct(x, y) - x) ** 2, dtype=np.float64))
+            out[f"{prefix}_reconstruction_rmse"] = float(err)
+        return out
+
+    def plot_figures(self, data, folder: Path, seed: int = 0) -> None:
+        """:class:`GAN`'s figures, the reconstructions G(E(x)) and the encoder's latents."""
+        from .. import viz
+
+        super().plot_figures(data, folder, seed)
+        n = min(32, len(data.x_test))
+        y = data.y_test[:n] if self.conditional else None
+        shape = data.image_shape if len(self.data_shape_) == 1 else None
+        viz.plot_reconstructions(
+            data.x_test[:n],
+            self.reconstruct(data.x_test[:n], y),
+            shape,
+            path=folder / "reconstructions.png",
+        )
+        viz.plot_latents(self.transform(data.x_test), data.y_test, path=folder / "latents.png")

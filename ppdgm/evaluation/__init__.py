@@ -11,6 +11,13 @@ from collections.abc import Callable
 import torch
 
 from ..inference.traces import log_weights
+from .features import (
+    DigitsClassifier,
+    digits_classifier,
+    digits_features,
+    extract_features,
+    inception_score,
+)
 from .quality import (
     classifier_two_sample_test,
     frechet_distance,
@@ -41,6 +48,11 @@ __all__ = [
     "mode_coverage",
     "median_bandwidth",
     "sample_quality",
+    "DigitsClassifier",
+    "digits_classifier",
+    "digits_features",
+    "extract_features",
+    "inception_score",
 ]
 
 

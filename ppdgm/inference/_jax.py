@@ -16,6 +16,8 @@ import sys
 import threading
 from pathlib import Path
 
+from .._utils import cache_dir
+
 __all__ = [
     "cache_dir",
     "enable_compilation_cache",
@@ -56,20 +58,6 @@ def provide_host_devices(count: int | None = None) -> bool:
 
 
 _state = {"configured": False}
-
-
-def cache_dir() -> Path:
-    """The folder of ppdgm's caches: ``$PPDGM_CACHE_DIR``, else the user cache directory."""
-    env = os.environ.get("PPDGM_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    if sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    elif os.name == "nt":
-        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "ppdgm"
 
 
 def set_compilation_cache(path: str | os.PathLike | None) -> None:
