@@ -48,7 +48,7 @@ def _hand_loop(x, loss: str, steps: int, seed: int) -> float:
                 mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
                 (grad,) = torch.autograd.grad(d(mix).sum(), mix, create_graph=True)
                 gp = ((grad.norm(dim=1) - 1) ** 2).mean()
-                loss_d = d(fake).mean() - d(real).mean() + 10.0 * gp
+                loss_d = d(fake).mean() - d(real).mean() + 1.0 * gp  # ppdgm's default λ for MLPs
             else:
                 loss_d = F.softplus(-d(real)).mean() + F.softplus(d(fake)).mean()
             opt_d.zero_grad()

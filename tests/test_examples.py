@@ -48,6 +48,18 @@ def _check_schools(results):
 # what each example returns, checked for its meaning even with a tiny budget
 CHECKS = {
     "bayesian_regression": lambda r: r[0] > 0 and 0 <= r[1] <= 1,
+    # the floor and each family: Fréchet distances above the floor, every figure finite
+    "compare_families": lambda t: (
+        set(t) == {"train/test floor", "vae", "made", "gan"}
+        and all(
+            r["test_frechet_distance"] > t["train/test floor"]["test_frechet_distance"]
+            and _finite(*[v for v in r.values() if not isinstance(v, str)])
+            for name, r in t.items()
+            if name != "train/test floor"
+        )
+        and "test_nll" in t["vae"]
+        and "test_nll" not in t["gan"]
+    ),
     "custom_conditional_vae": lambda nll: _finite(nll) and nll > 0,
     "eight_schools": _check_schools,
     # KL(q || p) = log Z - ELBO per (target, flow): non-negative up to Monte Carlo error
@@ -67,6 +79,10 @@ CHECKS = {
 }
 
 
+#: options beyond the tiny budget: the family comparison on three of its families
+EXTRA_ARGS = {"compare_families": ["--families", "vae,made,gan"]}
+
+
 def test_every_example_has_a_check():
     assert {p.stem for p in EXAMPLES} == set(CHECKS)
 
@@ -74,7 +90,7 @@ def test_every_example_has_a_check():
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_runs(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    argv = ["--steps", "5"]
+    argv = ["--steps", "5", *EXTRA_ARGS.get(path.stem, [])]
     if "--out" in path.read_text():
         argv += ["--out", str(tmp_path / "out")]
     result = _load(path).main(argv)

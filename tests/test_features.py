@@ -19,6 +19,7 @@ from ppdgm.evaluation import (
     extract_features,
     frechet_distance,
     inception_score,
+    sample_quality,
 )
 from ppdgm.evaluation import features as F
 
@@ -35,8 +36,10 @@ def test_the_classifier_is_trained_well_and_cached(digits, tmp_path, monkeypatch
     with torch.no_grad():
         pred = net(torch.as_tensor(digits.x_test / 16.0)).argmax(1).numpy()
     assert (pred == digits.y_test).mean() == pytest.approx(net.test_accuracy)
-    # a fresh cache: trained once, written, then read back without training
+    # a fresh cache (with a two-epoch recipe, for speed): trained once, written, then read
+    # back without training
     monkeypatch.setenv("PPDGM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(F, "_RECIPE", {**F._RECIPE, "epochs": 2})
     trained = []
     real_train = F._train_classifier
 
@@ -53,19 +56,23 @@ def test_the_classifier_is_trained_well_and_cached(digits, tmp_path, monkeypatch
     assert len(trained) == 1
     for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    # a deterministic recipe: the same weights as the suite's own cached copy
-    torch.testing.assert_close(first.out.weight, net.out.weight, rtol=1e-4, atol=1e-5)
+    # a deterministic recipe: trained again in memory, the same weights
+    again = digits_classifier(cache=False)
+    torch.testing.assert_close(first.out.weight, again.out.weight, rtol=1e-4, atol=1e-5)
+    assert len(list(tmp_path.glob("*.pt"))) == 1 and len(trained) == 2
     # a corrupt file is replaced by a fresh training run, not unpickled
     path.write_bytes(b"not a checkpoint")
     monkeypatch.setattr(F, "_LOADED", {})
     third = digits_classifier()
-    assert len(trained) == 2 and third.test_accuracy == first.test_accuracy
+    assert len(trained) == 3 and third.test_accuracy == first.test_accuracy
     assert torch.load(path, weights_only=True)["test_accuracy"] == first.test_accuracy
 
 
 def test_features_separate_digits_from_noise(digits):
     train = digits_features(digits.x_train)
     assert train.shape == (len(digits.x_train), 64) and train.dtype == np.float64
+    # scaled to unit root-mean variance on the training split
+    assert train.var(0).mean() == pytest.approx(1.0, rel=1e-3)
     # the features of images (N, 1, 8, 8) are those of the flat rows
     np.testing.assert_allclose(
         digits_features(digits.x_test.reshape(-1, 1, 8, 8)), digits_features(digits.x_test)
@@ -155,8 +162,16 @@ def test_every_family_reports_sample_quality(digits):
     } <= set(out)
     assert 1 <= out["test_inception_score"] <= 10
     # raw features, a module, a function: each its own feature space
-    raw = vae.sample_metrics(digits.x_test, "test", max_samples=100)
+    raw = vae.sample_metrics(digits.x_test, "test", max_samples=100, seed=4)
     assert "test_inception_score" not in raw
+    # raw: both sets standardized by the data's mean and standard deviation
+    real = digits.x_test[:100].astype(np.float64)
+    mean, std = real.mean(0), np.maximum(real.std(0), 1e-6)
+    fake = vae.sample(100, seed=4)
+    hand = sample_quality((fake - mean) / std, (real - mean) / std, seed=4)
+    assert raw == pytest.approx(
+        {f"test_{k}": v for k, v in hand.items()} | {"test_quality_samples": 100}
+    )
     by_module = vae.sample_metrics(
         digits.x_test, "test", features=nn.Flatten(), max_samples=100, seed=0
     )

@@ -66,6 +66,9 @@ def test_dcgan_on_digit_images(digits):
     assert s.min() >= x.min() - 1e-4 and s.max() <= x.max() + 1e-4
     flat = ppdgm.GAN(hidden_dims=(16,), device="cpu").fit(digits.x_train[:64], num_steps=2)
     assert flat.arch_ == "mlp" and flat.sample(3).shape == (3, 64)
+    # the gradient penalty's default weight: 1 for the MLP, the paper's 10 for images
+    assert flat.gp_weight_ == 1.0 and gan.gp_weight_ == 10.0
+    assert ppdgm.GAN(gp_weight=3.0).gp_weight_ == 3.0
     with pytest.raises(ConfigError, match="arch='dcgan' needs images"):
         ppdgm.GAN(arch="dcgan").fit(digits.x_train[:64], num_steps=1)
 
@@ -163,6 +166,11 @@ def test_bigan_encodes_reconstructs_and_round_trips(digits, tmp_path):
     # the encoder is a guide on the generator's side: the generator's updates move it
     moved = [k for k, v in bigan.encoder_.state_dict().items() if not torch.equal(v, enc0[k])]
     assert moved and bigan.discriminator_.latent_dim == 3
+    # the encoder standardizes its input with the data's mean and scale, as the others do
+    for m in (bigan.model_, bigan.discriminator_):
+        torch.testing.assert_close(bigan.encoder_.shift, m.shift)
+        torch.testing.assert_close(bigan.encoder_.scale, m.scale)
+    torch.testing.assert_close(bigan.encoder_.shift, torch.as_tensor(x.mean(0)))
     players = bigan.trainer_.loss_module.players()
     enc_ids = {id(p) for p in bigan.encoder_.parameters()}
     assert enc_ids <= {id(p) for p in players["generator"]["params"]}

@@ -1,0 +1,145 @@
+"""Every family on the bundled digits, compared by the same sample-quality metrics: Fréchet and
+kernel distances in the digits classifier's features, precision and recall, the Inception-score
+analogue, and for the families with a density the test NLL too.
+
+The floor is the distance between the training and test splits themselves (297 test examples
+against as many samples: the Fréchet distance is biased upward at this sample size, so a model
+cannot be expected to go below it). Binary families (MADE, NADE, PixelCNN) model the binarized
+digits, whose NLL is not comparable with the others'; their samples are compared with the same
+test images, binarized.
+
+    python examples/compare_families.py [--steps 3000] [--families vae,realnvp,...] [--out DIR]
+
+Writes ``compare_families.json`` (the table) and ``compare_families.png`` (the figure: the
+Fréchet distance of each family beside the floor, and a row of samples of each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+import ppdgm
+from ppdgm.data import load_data
+from ppdgm.evaluation import digits_features, frechet_distance, inception_score
+
+#: name -> (estimator factory, data view, images (N, 1, 8, 8) rather than rows)
+FAMILIES = {
+    "vae": (lambda s: ppdgm.VAE(likelihood="auto", seed=s), "digits", False),
+    "realnvp": (lambda s: ppdgm.RealNVP(seed=s), "digits", False),
+    "maf": (lambda s: ppdgm.MAF(seed=s), "digits", False),
+    "nsf": (lambda s: ppdgm.NSF(seed=s), "digits", False),
+    "made": (lambda s: ppdgm.MADE(seed=s), "digits-binary", False),
+    "nade": (lambda s: ppdgm.NADE(seed=s), "digits-binary", False),
+    "pixelcnn": (lambda s: ppdgm.PixelCNN(seed=s), "digits-binary", True),
+    "gan": (lambda s: ppdgm.GAN("non_saturating", seed=s), "digits", True),
+    "wgan_gp": (lambda s: ppdgm.GAN("wgan_gp", seed=s), "digits", True),
+    "lsgan": (lambda s: ppdgm.GAN("least_squares", seed=s), "digits", True),
+    "bigan": (lambda s: ppdgm.BiGAN(seed=s), "digits", True),
+}
+
+
+def _fit_one(name: str, steps: int, seed: int) -> tuple[dict, np.ndarray]:
+    make, view, images = FAMILIES[name]
+    data = load_data(view)
+    x_train, x_test = data.x_train, data.x_test
+    if images:
+        x_train, x_test = x_train.reshape(-1, 1, 8, 8), x_test.reshape(-1, 1, 8, 8)
+    t0 = time.perf_counter()
+    est = make(seed).fit(x_train, num_steps=steps)
+    seconds = time.perf_counter() - t0
+    row = {"data": view, "seconds": seconds}
+    row.update(est.sample_metrics(x_test, "test", features="digits"))
+    if est.has_density:
+        row["test_nll"] = float(-np.mean(est.score_samples(x_test)))
+    samples = est.sample(8, seed=seed).reshape(8, 8, 8)
+    return row, samples / (16.0 if view == "digits" else 1.0)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--steps", type=int, default=3000, help="training steps of every family")
+    ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated names")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=".", help="folder for the table and the figure")
+    args = ap.parse_args(argv)
+    names = [n for n in args.families.split(",") if n]
+    unknown = sorted(set(names) - set(FAMILIES))
+    if unknown:
+        ap.error(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    digits = load_data("digits")
+    train_f, test_f = digits_features(digits.x_train), digits_features(digits.x_test)
+    table = {
+        "train/test floor": {
+            "data": "digits",
+            "test_frechet_distance": frechet_distance(test_f, train_f),
+            "test_inception_score": inception_score(digits.x_test)[0],
+        }
+    }
+    grids = {}
+    for name in names:
+        table[name], grids[name] = _fit_one(name, args.steps, args.seed)
+
+    cols = [
+        ("test_frechet_distance", "Fréchet"),
+        ("test_kernel_distance", "KID"),
+        ("test_precision", "prec"),
+        ("test_recall", "recall"),
+        ("test_inception_score", "IS"),
+        ("test_nll", "NLL"),
+    ]
+    print(f"{'':<18}{'data':<15}" + "".join(f"{title:>9}" for _, title in cols))
+    for name, row in table.items():
+        cells = "".join(f"{row[key]:>9.3f}" if key in row else f"{'':>9}" for key, _ in cols)
+        print(f"{name:<18}{row['data']:<15}{cells}")
+    (out / "compare_families.json").write_text(json.dumps(table, indent=2) + "\n")
+    _figure(table, grids, out / "compare_families.png")
+    return table
+
+
+def _figure(table: dict, grids: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(grids)
+    fig, (bars, pics) = plt.subplots(
+        1, 2, figsize=(11, 0.5 * len(names) + 2), gridspec_kw={"width_ratios": [1, 1.4]}
+    )
+    fd = [table[n]["test_frechet_distance"] for n in names]
+    bars.barh(range(len(names)), fd, color="tab:blue")
+    bars.axvline(
+        table["train/test floor"]["test_frechet_distance"],
+        color="k",
+        ls="--",
+        label="train vs test (floor)",
+    )
+    bars.set_yticks(range(len(names)), names)
+    bars.invert_yaxis()
+    bars.set_xscale("log")
+    bars.set_xlabel("Fréchet distance, digits-classifier features (lower is better)")
+    bars.legend(loc="lower right")
+    strip = np.concatenate(
+        [np.concatenate(list(np.clip(grids[n], 0, 1)), axis=1) for n in names], axis=0
+    )
+    pics.imshow(strip, cmap="gray_r", vmin=0, vmax=1, aspect="equal")
+    pics.set_yticks([8 * i + 3.5 for i in range(len(names))], names)
+    pics.set_xticks([])
+    pics.set_title("8 samples of each")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
