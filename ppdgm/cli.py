@@ -479,7 +479,8 @@ def _compute_metrics(est, data, iwae_k: int, quality_samples: int = 1000) -> dic
         cover = mode_coverage(est.sample(len(data.x_test), seed=seed), *data.modes)
         metrics["test_modes"] = cover["modes"]
         metrics["test_high_quality"] = cover["high_quality"]
-    if quality_samples:
+    # precision and recall need more examples than their k = 3 neighbours
+    if quality_samples and len(data.x_test) > 3:
         metrics.update(
             est.sample_metrics(
                 data.x_test,
