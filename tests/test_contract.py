@@ -220,3 +220,11 @@ def test_cli_train_sample_evaluate_end_to_end(family, tmp_path, capsys):
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert any(k.startswith("test_") for k in evaluation)
     assert evaluation["step"] == metrics["selected_step"]
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_command_line_option_has_help(name):
+    from ppdgm.cli import family_options
+
+    missing = [o.flag for o in family_options(REGISTRY[name]) if not o.kwargs.get("help")]
+    assert not missing, f"{name}: options without help text (the class docstring's Args:)"

@@ -378,6 +378,8 @@ class DeepEBM(Estimator):
         buffer_size: the replay buffer's chains.
         reinit: the fraction of each batch of chains restarted from noise.
         energy_l2: weight of the squared-energy penalty.
+        weight_decay: Adam's weight decay on the energy network's parameters (an L2 penalty
+            added to the gradient).
         sample_steps: Langevin steps ``sample`` runs from noise.
         ais_chains, ais_betas, ais_step_size: AIS's chains, distributions and MALA step.
         seed, device, compile: as for every family.

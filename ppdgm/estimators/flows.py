@@ -236,7 +236,7 @@ class MAF(_VectorFlow):
 
 @register
 class NSF(_VectorFlow):
-    """Neural spline flow (Durkan et al., 2019): monotonic rational-quadratic splines.
+    __doc__ = f"""Neural spline flow (Durkan et al., 2019): monotonic rational-quadratic splines.
 
     Each layer maps each dimension through a spline on [-bound, bound] (the identity outside)
     whose knots come from an autoregressive MADE network (``kind="autoregressive"``, the

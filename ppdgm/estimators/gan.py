@@ -336,7 +336,8 @@ class BiGAN(GAN):
     MLP head. Everything else (losses, architectures, conditional, the validation loss,
     ``score_samples`` raising :class:`~ppdgm.errors.NoDensityError`) is :class:`GAN`'s.
 
-    Args: as for :class:`GAN` (``hidden_dims`` also sizes the encoder and the joint head).
+    The arguments are :class:`GAN`'s; ``hidden_dims`` also sizes the encoder and the
+    discriminator's joint head.
 
     Attributes:
         model_, discriminator_: as for :class:`GAN`.
@@ -346,6 +347,14 @@ class BiGAN(GAN):
     family = "bigan"
     summary = "ALI/BiGAN: generator and encoder fitted adversarially over joint (x, z) pairs"
     default_data = "digits"
+
+    @classmethod
+    def param_docs(cls) -> dict[str, str]:
+        docs = GAN.param_docs()
+        docs["hidden_dims"] = (
+            "hidden widths of the MLP generator, encoder and discriminator (its joint head)."
+        )
+        return docs
 
     def _build(self, data_shape: tuple[int, ...], num_classes: int | None = None) -> None:
         from ..models import gan as G
