@@ -337,11 +337,13 @@ class _AdversarialModule(ObjectiveModule):
     def _pairs(self, x: torch.Tensor, labels, detach: bool):
         """Discriminator outputs on data and on as many generated examples."""
         n = x.shape[0]
-        fake, z_fake = generate(self.model, n, *labels)
-        z_real = None
-        if self.guide is not None:
-            trace = poutine.trace(self.guide).get_trace(x, *labels)
-            z_real = _latents(trace, n)
+        # the discriminator's update needs no graph through the generator (and encoder)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
+            fake, z_fake = generate(self.model, n, *labels)
+            z_real = None
+            if self.guide is not None:
+                trace = poutine.trace(self.guide).get_trace(x, *labels)
+                z_real = _latents(trace, n)
         if detach:
             fake, z_fake = fake.detach(), z_fake.detach()
             z_real = None if z_real is None else z_real.detach()
