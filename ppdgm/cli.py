@@ -606,34 +606,32 @@ def _train(args) -> int:
 
 
 def _headline(metrics: dict[str, Any], prefix: str) -> str:
-    """The test figures in one line: the ELBO and IWAE bound, the exact NLL, or for a model
-    without a density its sample quality."""
-    if (
-        f"{prefix}_nll" not in metrics
-        and f"{prefix}_nll_iwae" not in metrics
-        and f"{prefix}_frechet_distance" in metrics
-    ):
-        line = (
-            f"{prefix} Fréchet distance {metrics[f'{prefix}_frechet_distance']:.4f}, "
-            f"precision {metrics[f'{prefix}_precision']:.3f}, "
-            f"recall {metrics[f'{prefix}_recall']:.3f}"
-        )
-        if f"{prefix}_modes" in metrics:
-            line += (
-                f", {metrics[f'{prefix}_modes']} modes, "
-                f"{metrics[f'{prefix}_high_quality']:.1%} high quality"
-            )
-        return line
+    """The test figures in one line: the ELBO and IWAE bound, or the exact NLL, or for a model
+    without a density its sample quality (and modes on a toy mixture)."""
     if f"{prefix}_nll_iwae" in metrics:
         return (
             f"{prefix} ELBO {metrics[f'{prefix}_elbo']:.3f} nats, IWAE(K={metrics['iwae_k']}) "
             f"NLL {metrics[f'{prefix}_nll_iwae']:.3f} nats "
             f"({metrics[f'{prefix}_bits_per_dim']:.4f} bits/dim)"
         )
-    return (
-        f"{prefix} NLL {metrics[f'{prefix}_nll']:.3f} nats "
-        f"({metrics[f'{prefix}_bits_per_dim']:.4f} bits/dim)"
-    )
+    if f"{prefix}_nll" in metrics:
+        return (
+            f"{prefix} NLL {metrics[f'{prefix}_nll']:.3f} nats "
+            f"({metrics[f'{prefix}_bits_per_dim']:.4f} bits/dim)"
+        )
+    parts = []
+    if f"{prefix}_frechet_distance" in metrics:
+        parts.append(
+            f"{prefix} Fréchet distance {metrics[f'{prefix}_frechet_distance']:.4f}, "
+            f"precision {metrics[f'{prefix}_precision']:.3f}, "
+            f"recall {metrics[f'{prefix}_recall']:.3f}"
+        )
+    if f"{prefix}_modes" in metrics:
+        parts.append(
+            f"{metrics[f'{prefix}_modes']} modes, "
+            f"{metrics[f'{prefix}_high_quality']:.1%} high quality"
+        )
+    return ", ".join(parts) or f"{prefix}: no density and no sample quality (--quality-samples 0)"
 
 
 def _resume_config(cfg: dict[str, Any], args) -> dict[str, Any]:

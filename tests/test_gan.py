@@ -233,3 +233,13 @@ def test_bigan_encoder_learns_to_invert_the_generator():
     # R² of z from E(G(z)) by least squares; G(E(x))'s error in standardized units
     assert after[0] > 0.85 and after[0] > before[0] + 0.15, (before, after)
     assert after[1] < 0.5 < before[1], (before, after)
+
+
+def test_cli_gan_without_sample_quality(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "gan", "--data", "two-moons", "--steps", "2", "--hidden-dims", "8"]
+    argv += ["--quality-samples", "0", "--out", str(out), "--no-progress"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert "no density and no sample quality (--quality-samples 0)" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "test_frechet_distance" not in metrics and metrics["num_test"] > 0
