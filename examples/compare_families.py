@@ -88,6 +88,11 @@ def main(argv=None):
     grids = {}
     for name in names:
         table[name], grids[name] = _fit_one(name, args.steps, args.seed)
+        print(
+            f"{name}: Fréchet {table[name]['test_frechet_distance']:.3f} "
+            f"({table[name]['seconds']:.0f} s)",
+            flush=True,
+        )
 
     cols = [
         ("test_frechet_distance", "Fréchet"),
