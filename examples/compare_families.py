@@ -134,11 +134,11 @@ def _figure(table: dict, grids: dict, path: Path) -> None:
     bars.set_xscale("log")
     bars.set_xlabel("Fréchet distance, digits-classifier features (lower is better)")
     bars.legend(loc="lower right")
-    strip = np.concatenate(
-        [np.concatenate(list(np.clip(grids[n], 0, 1)), axis=1) for n in names], axis=0
-    )
+    # each 8x8 sample with a one-pixel blank border: one row of 8 per family
+    tiles = {n: np.pad(np.clip(grids[n], 0, 1), ((0, 0), (1, 1), (1, 1))) for n in names}
+    strip = np.concatenate([np.concatenate(list(tiles[n]), axis=1) for n in names], axis=0)
     pics.imshow(strip, cmap="gray_r", vmin=0, vmax=1, aspect="equal")
-    pics.set_yticks([8 * i + 3.5 for i in range(len(names))], names)
+    pics.set_yticks([10 * i + 4.5 for i in range(len(names))], names)
     pics.set_xticks([])
     pics.set_title("8 samples of each")
     fig.tight_layout()

@@ -243,3 +243,21 @@ def test_cli_gan_without_sample_quality(tmp_path, capsys):
     assert "no density and no sample quality (--quality-samples 0)" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert "test_frechet_distance" not in metrics and metrics["num_test"] > 0
+
+
+def test_dcgan_discriminator_normalization_follows_the_loss():
+    def norms(est):
+        return {type(m).__name__ for m in est.discriminator_.features.modules()}
+
+    x = np.random.default_rng(0).uniform(0, 16, (32, 1, 8, 8)).astype("float32")
+    ns = ppdgm.GAN(channels=4, device="cpu").fit(x, num_steps=1, batch_size=16)
+    gp = ppdgm.GAN("wgan_gp", channels=4, device="cpu").fit(x, num_steps=1, batch_size=16)
+    # DCGAN's batch norm (without it the generator collapses on the digits); per-example
+    # layer norm under the gradient penalty, which is taken example by example
+    assert "BatchNorm2d" in norms(ns) and "GroupNorm" not in norms(ns)
+    assert "GroupNorm" in norms(gp) and "BatchNorm2d" not in norms(gp)
+    bigan = ppdgm.BiGAN(channels=4, hidden_dims=(8,), device="cpu").fit(x, num_steps=1)
+    enc = {type(m).__name__ for m in bigan.encoder_.modules()}
+    assert not enc & {"BatchNorm2d", "GroupNorm"}  # an encoder gives z per example
+    with pytest.raises(ConfigError, match="unknown norm 'instance'"):
+        DCGANDiscriminatorNet((1, 8, 8), 4, norm="instance")

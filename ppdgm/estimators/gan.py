@@ -172,7 +172,7 @@ class GAN(Estimator):
         hidden = tuple(self.hidden_dims)
         if self.arch_ == "dcgan":
             net = G.DCGANGeneratorNet(latent + k, data_shape, int(self.channels))
-            features = G.DCGANDiscriminatorNet(data_shape, int(self.channels))
+            features = G.DCGANDiscriminatorNet(data_shape, int(self.channels), self._d_norm())
             head: nn.Module = nn.Linear(features.out_dim + k, 1)
         else:
             net = G.mlp_generator_net(latent + k, hidden, dim)
@@ -181,6 +181,11 @@ class GAN(Estimator):
         self.model_ = G.Generator(net, latent, data_shape, num_classes=k)
         self.discriminator_ = G.Discriminator(features, head, data_shape, num_classes=k)
         self._val_bandwidth = None
+
+    def _d_norm(self) -> str:
+        """The DCGAN discriminator's normalization: per example for the gradient penalty
+        (which is taken example by example), DCGAN's batch normalization otherwise."""
+        return "layer" if self.loss == "wgan_gp" else "batch"
 
     def _data_init(self, x: torch.Tensor) -> None:
         """Standardize with the training data: per feature for vectors; for images the value
@@ -364,8 +369,10 @@ class BiGAN(GAN):
         k, latent = int(num_classes or 0), self.latent_dim_
         hidden = tuple(self.hidden_dims)
         if self.arch_ == "dcgan":
-            features: nn.Module = G.DCGANDiscriminatorNet(data_shape, int(self.channels))
-            enc_features = G.DCGANDiscriminatorNet(data_shape, int(self.channels))
+            features: nn.Module = G.DCGANDiscriminatorNet(
+                data_shape, int(self.channels), self._d_norm()
+            )
+            enc_features = G.DCGANDiscriminatorNet(data_shape, int(self.channels), "none")
             enc: nn.Module = nn.Sequential(
                 enc_features, nn.Linear(enc_features.out_dim, 2 * latent)
             )

@@ -228,21 +228,37 @@ class DCGANGeneratorNet(nn.Module):
 
 
 class DCGANDiscriminatorNet(nn.Module):
-    """DCGAN's discriminator features: stride-2 convolutions with LeakyReLU(0.2) and no
-    normalization (so that WGAN-GP's per-example penalty stays valid).
+    """DCGAN's discriminator features: stride-2 convolutions with LeakyReLU(0.2), normalized
+    after every convolution but the first.
+
+    ``norm="batch"`` is DCGAN's batch normalization; without it the discriminator of a
+    batch-normalized generator falls behind and the generator collapses (on the 8x8 digits:
+    Fréchet distance 5.4 with it, about 100 without, after 1,500 steps). ``"layer"``
+    normalizes each example on its own (a one-group :class:`~torch.nn.GroupNorm`), as
+    WGAN-GP's per-example gradient penalty needs; ``"none"`` leaves the features as they are
+    (an encoder's).
 
     Shapes: (N, C, H, W) -> (N, F) with :attr:`out_dim` = F.
     """
 
-    def __init__(self, image_shape: Sequence[int], channels: int = 32):
+    NORMS = ("batch", "layer", "none")
+
+    def __init__(self, image_shape: Sequence[int], channels: int = 32, norm: str = "batch"):
         super().__init__()
+        if norm not in self.NORMS:
+            raise ConfigError(f"unknown norm {norm!r}; choose one of {', '.join(self.NORMS)}")
         c, h, w = image_shape
         levels = dcgan_levels(h, w)
         layers: list[nn.Module] = []
         prev = c
         for i in range(levels):
             width = channels * 2**i
-            layers += [nn.Conv2d(prev, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            layers.append(nn.Conv2d(prev, width, 4, stride=2, padding=1))
+            if i > 0 and norm == "batch":
+                layers.append(nn.BatchNorm2d(width))
+            elif i > 0 and norm == "layer":
+                layers.append(nn.GroupNorm(1, width))
+            layers.append(nn.LeakyReLU(0.2))
             prev = width
         self.body = nn.Sequential(*layers)
         self.out_dim = prev * (h // 2**levels) * (w // 2**levels)
