@@ -16,6 +16,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session")
+def digits():
+    """The bundled digits (0..16 pixel values), loaded once per worker."""
+    from ppdgm.data import load_data
+
+    return load_data("digits")
+
+
 @pytest.fixture
 def float64():
     """The test runs with float64 as torch's default dtype (exact comparisons)."""

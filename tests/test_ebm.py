@@ -2,6 +2,7 @@
 and grid log Z, and a small fit checked against its own grid normalizer."""
 
 import math
+import warnings
 
 import numpy as np
 import pyro
@@ -197,3 +198,117 @@ def test_annealing_path_and_log_partition_refuse_bad_options():
         log_partition(DeepEBM(2, hidden_dims=(4,)), "exact", num_chains=3)
     with pytest.raises(ConfigError, match="unknown method 'grid'"):
         log_partition(DeepEBM(2, hidden_dims=(4,)), "grid")
+
+
+def test_langevin_chain_with_decoupled_noise_samples_the_tempered_chain():
+    # on E = x^2 / (2 s^2) with preconditioner S, step h = eps S^2 and noise sd sigma S the
+    # chain is AR(1), x' = (1 - h / s^2) x + sigma S xi: variance (sigma S)^2 / (1 - a^2)
+    s, scale, eps, sigma = 2.0, torch.tensor([3.0]), 0.05, 0.1
+    x = langevin_chain(
+        lambda z: (z**2).sum(-1) / (2 * s**2),
+        torch.zeros(20000, 1),
+        200,
+        eps,
+        scale=scale,
+        noise=sigma,
+    )
+    a = 1 - eps * 9.0 / s**2
+    assert float(x.var()) == pytest.approx((sigma * 3.0) ** 2 / (1 - a**2), rel=0.04)
+    assert abs(float(x.mean())) < 0.02
+
+
+def test_deep_ebm_gaussian_chain_init_follows_the_data():
+    model = DeepEBM(2, hidden_dims=(4,), init="gaussian")
+    x = torch.tensor([[0.0, 10.0], [2.0, 30.0], [1.0, 20.0], [1.0, 20.0]])
+    model.set_data_range(x)
+    fresh = model.init_chains(20000)
+    torch.testing.assert_close(fresh.mean(0), x.mean(0), atol=0.05 * x.std(0).max(), rtol=0)
+    assert bool((fresh >= model.low).all() and (fresh <= model.high).all())
+    inner = fresh[(fresh > model.low).all(1) & (fresh < model.high).all(1)]
+    assert float(inner[:, 1].std()) > 0.5 * float(x[:, 1].std())  # spread, clamped at the box
+    with pytest.raises(ConfigError, match="unknown init 'normal'"):
+        DeepEBM(2, init="normal")
+
+
+def test_deep_ebm_sampler_presets_follow_the_dimension_and_yield_to_explicit_values():
+    rng = np.random.default_rng(0)
+    kw = dict(hidden_dims=(4,), langevin_steps=1, buffer_size=8, device="cpu")
+    low = ppdgm.DeepEBM(**kw).fit(rng.normal(size=(20, 2)), num_steps=1, batch_size=8)
+    assert (low.sampler_, low.step_size_, low.energy_l2_) == ("langevin", 0.01, 0.1)
+    assert low.noise_ == pytest.approx(math.sqrt(0.02))
+    assert low.model_.init == "uniform" and low.model_.noise == pytest.approx(math.sqrt(0.02))
+    high = ppdgm.DeepEBM(**kw).fit(rng.normal(size=(20, 5)), num_steps=1, batch_size=8)
+    assert (high.sampler_, high.step_size_, high.noise_, high.energy_l2_) == (
+        "short-run",
+        1.0,
+        0.01,
+        1.0,
+    )
+    assert high.model_.init == "gaussian" and high.model_.step_size == 1.0
+    mixed = ppdgm.DeepEBM(sampler="langevin", step_size=0.5, energy_l2=0.0, **kw)
+    mixed.fit(rng.normal(size=(20, 5)), num_steps=1, batch_size=8)
+    assert (mixed.sampler_, mixed.step_size_, mixed.energy_l2_) == ("langevin", 0.5, 0.0)
+    assert mixed.noise_ == pytest.approx(1.0)  # sqrt(2 step_size): the model's temperature
+    with pytest.raises(ConfigError, match="unknown sampler 'mcmc'"):
+        ppdgm.DeepEBM(sampler="mcmc")
+    with pytest.raises(ConfigError, match="noise must be positive"):
+        ppdgm.DeepEBM(noise=0.0)
+
+
+def test_short_run_sampler_gives_digits_where_langevin_gives_noise(digits):
+    # the 64-pixel digits: Langevin at the model's temperature from uniform noise does not
+    # reach the data in short runs; the cold short-run sampler from the data's Gaussian does
+    scores = {}
+    for sampler in ("langevin", "short-run"):
+        est = ppdgm.DeepEBM(
+            hidden_dims=(64, 64), sampler=sampler, buffer_size=2000, sample_steps=100, seed=0
+        )
+        est.set_params(device="cpu").fit(digits.x_train, num_steps=400)
+        scores[sampler] = est.sample_metrics(
+            digits.x_test, "test", features="digits", max_samples=200, seed=0
+        )
+    short, lang = scores["short-run"], scores["langevin"]
+    assert short["test_frechet_distance"] < 0.75 * lang["test_frechet_distance"]
+    assert short["test_frechet_distance"] < 15
+    assert short["test_precision"] > 0.5 > lang["test_precision"]
+
+
+def test_deep_ebm_standardization_floors_a_constant_coordinate():
+    # a blank border pixel in the training data: other data may be nonzero there, which a
+    # ~0 scale would turn into an astronomic energy (a test NLL of 1e6 nats on the digits)
+    x = torch.randn(500, 3, generator=torch.Generator().manual_seed(0)) * torch.tensor(
+        [1.0, 3.0, 0]
+    )
+    model = DeepEBM(3, hidden_dims=(4,))
+    model.set_data_range(x)
+    std = x.std(0)
+    torch.testing.assert_close(model.scale[:2], std[:2])
+    assert float(model.scale[2]) == pytest.approx(0.01 * float(std.mean()))
+    moved = x[:5].clone()
+    moved[:, 2] = 1.0
+    with torch.no_grad():
+        gap = (model.energy(moved) - model.energy(x[:5])).abs().max()
+    assert float(gap) < 1e3
+
+
+def test_a_settled_or_unsettled_ais_estimate_is_reported(monkeypatch):
+    from ppdgm.evaluation import AISResult
+
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    kw = dict(hidden_dims=(4,), langevin_steps=1, buffer_size=8, ais_chains=50, device="cpu")
+    for ess, warns in ((1.5, True), (40.0, False)):
+        est = ppdgm.DeepEBM(**kw).fit(x, num_steps=1, batch_size=8)
+        fake = AISResult(
+            log_z=3.0, log_z_reverse=None, log_weights=torch.zeros(50), ess=ess, num_betas=2
+        )
+        monkeypatch.setattr(
+            est, "_ais", lambda *a, fake=fake: (fake, type("P", (), {"accept_rate": 0.9})())
+        )
+        if warns:
+            with pytest.warns(RuntimeWarning, match=r"effective sample size is 1.5 of 50 chains"):
+                metrics = est.metrics(x[:10], "test")
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)
+                metrics = est.metrics(x[:10], "test")
+        assert metrics["log_z"] == 3.0 and metrics["log_z_ess"] == ess

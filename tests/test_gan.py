@@ -19,11 +19,6 @@ TINY = {"hidden_dims": (16,), "latent_dim": 2, "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
-
-
-@pytest.fixture(scope="module")
 def toy():
     return load_data("8gaussians")
 

@@ -482,7 +482,8 @@ class Estimator:
         Args:
             y: labels of X's rows, for a model that samples given labels (conditional).
             features: where to compare: None, the raw values standardized by X's mean and
-                standard deviation; ``"digits"``, the digits classifier's features
+                standard deviation (floored at 1% of the mean one, so that a blank
+                coordinate does not dominate); ``"digits"``, the digits classifier's features
                 (:func:`~ppdgm.evaluation.digits_features`, values read as 0..16 when X
                 exceeds 1, else 0..1), which adds ``<prefix>_inception_score``; a torch module
                 (:func:`~ppdgm.evaluation.extract_features`); or a function from arrays to
@@ -505,7 +506,10 @@ class Estimator:
         extra: dict[str, float] = {}
         if features is None:
             flat = real.reshape(len(real), -1)
-            mean, std = flat.mean(0), np.maximum(flat.std(0), 1e-6)
+            # a coordinate (nearly) constant in X, e.g. a blank border pixel, must not make
+            # the samples' small deviations there dominate: floor at 1% of the mean sd
+            std = flat.std(0)
+            mean, std = flat.mean(0), np.maximum(std, max(1e-6, 1e-2 * float(std.mean())))
             a = (fake.reshape(len(fake), -1) - mean) / std
             b = (flat - mean) / std
         elif isinstance(features, str):

@@ -65,6 +65,7 @@ def langevin_chain(
     scale=None,
     low=None,
     high=None,
+    noise=None,
 ):
     """``num_steps`` of unadjusted Langevin dynamics on ``exp(-energy)`` from the batch ``x``:
     ``x' = x - eps S^2 grad E(x) + sqrt(2 eps) S xi``, with ``S`` a per-coordinate ``scale``
@@ -72,18 +73,30 @@ def langevin_chain(
     clamped to ``[low, high]`` where given. The short-run sampler of energy-model training:
     no graph is kept and the energy's parameters get no gradient.
 
+    ``noise`` decouples the noise from the step: ``x' = x - eps S^2 grad E(x) + noise S xi``,
+    Langevin dynamics on ``exp(-E / T)`` at the temperature ``T = noise^2 / (2 eps)`` (None:
+    ``sqrt(2 eps)``, T = 1). A cold chain (say eps 1, noise 0.01) is the short-run sampler of
+    Du and Mordatch (2019) and Nijkamp et al. (2019) for high-dimensional data.
+
     Returns:
         the final states, detached.
     """
     import torch
 
     scale2 = step_size if scale is None else step_size * scale**2
+    if noise is not None:
+        noise = float(noise) if scale is None else float(noise) * scale
     x = x.detach()
     for _ in range(int(num_steps)):
         with torch.enable_grad():
             point = x.requires_grad_(True)
             (grad,) = torch.autograd.grad(energy(point).sum(), point)
-        x = _proposal(x.detach(), grad, scale2, torch.randn_like(x))
+        xi = torch.randn_like(x)
+        x = (
+            _proposal(x.detach(), grad, scale2, xi)
+            if noise is None
+            else x.detach() - scale2 * grad + noise * xi
+        )
         if low is not None:
             x = torch.maximum(torch.minimum(x, high), low)
     return x.detach()

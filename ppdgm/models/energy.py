@@ -309,6 +309,10 @@ class RBMAnnealingPath:
         return a + torch.randn_like(a)
 
 
+#: where a deep EBM's fresh chains start
+CHAIN_INITS = ("uniform", "gaussian")
+
+
 class DeepEBM(PyroModule):
     """A deep energy-based model: ``p(x) ~ exp(-E(x))`` with ``E`` a multilayer perceptron
     (SiLU activations, smooth so that Langevin dynamics sees a smooth gradient).
@@ -316,8 +320,9 @@ class DeepEBM(PyroModule):
     The energy reads the data standardized by the buffers ``shift`` and ``scale`` (set from the
     training data), and the model's Markov chain is short-run Langevin dynamics
     (:func:`ppdgm.inference.dynamics.langevin_chain`) preconditioned by ``scale``, its states
-    kept in the box ``[low, high]`` (the data's range, widened by ``margin`` of its width),
-    where fresh chains start uniformly (Du and Mordatch, 2019; Nijkamp et al., 2019).
+    kept in the box ``[low, high]`` (the data's range, widened by ``margin`` of its width);
+    fresh chains start uniformly over the box or from the Gaussian with the data's mean and
+    standard deviation per coordinate (Du and Mordatch, 2019; Nijkamp et al., 2019).
 
     Args:
         num_inputs: D, the size of one (flattened) example.
@@ -325,6 +330,12 @@ class DeepEBM(PyroModule):
         langevin_steps: Langevin steps per chain run (training's negatives).
         step_size: the Langevin step ``eps`` in standardized units.
         margin: how far the box extends beyond the data's range, as a fraction of it.
+        noise: the noise's standard deviation per step in standardized units (None:
+            ``sqrt(2 eps)``, Langevin dynamics on exp(-E); smaller values sample a colder
+            exp(-E / T), ``T = noise^2 / (2 eps)``: see
+            :func:`~ppdgm.inference.dynamics.langevin_chain`).
+        init: where fresh chains start: ``uniform`` over the box or ``gaussian`` (the data's
+            per-coordinate Gaussian, clamped to the box).
     """
 
     def __init__(
@@ -334,8 +345,13 @@ class DeepEBM(PyroModule):
         langevin_steps: int = 20,
         step_size: float = 0.01,
         margin: float = 0.1,
+        noise: float | None = None,
+        init: str = "uniform",
     ):
         from ..nn import MLP
+
+        if init not in CHAIN_INITS:
+            raise ConfigError(f"unknown init {init!r}; choose one of {', '.join(CHAIN_INITS)}")
 
         super().__init__()
         self.num_inputs = int(num_inputs)
@@ -343,6 +359,8 @@ class DeepEBM(PyroModule):
         self.langevin_steps = int(langevin_steps)
         self.step_size = float(step_size)
         self.margin = float(margin)
+        self.noise = None if noise is None else float(noise)
+        self.init = init
         for name, value in (("shift", 0.0), ("scale", 1.0), ("low", -3.0), ("high", 3.0)):
             self.register_buffer(name, torch.full((self.num_inputs,), value))
 
@@ -350,8 +368,11 @@ class DeepEBM(PyroModule):
         """Set the standardization and the chains' box from training data (N, D)."""
         lo, hi = x.min(0).values, x.max(0).values
         width = (hi - lo).clamp_min(1e-6)
+        std = x.std(0)
         self.shift.copy_(x.mean(0))
-        self.scale.copy_(x.std(0).clamp_min(1e-3 * width))
+        # a coordinate constant in the training data (a blank border pixel) gets 1% of the
+        # mean sd, not ~0: other data may vary there, and must not get an astronomic energy
+        self.scale.copy_(std.clamp_min(max(1e-6, 1e-2 * float(std.mean()))))
         self.low.copy_(lo - self.margin * width)
         self.high.copy_(hi + self.margin * width)
 
@@ -360,8 +381,13 @@ class DeepEBM(PyroModule):
         return self.net((x.flatten(1) - self.shift) / self.scale).squeeze(-1)
 
     def init_chains(self, n: int) -> torch.Tensor:
-        """``n`` fresh chain states, uniform over the box."""
-        u = torch.rand(n, self.num_inputs, device=self.low.device, dtype=self.low.dtype)
+        """``n`` fresh chain states: uniform over the box, or (``init="gaussian"``) the data's
+        per-coordinate Gaussian clamped to the box."""
+        like = {"device": self.low.device, "dtype": self.low.dtype}
+        if self.init == "gaussian":
+            z = self.shift + self.scale * torch.randn(n, self.num_inputs, **like)
+            return torch.maximum(torch.minimum(z, self.high), self.low)
+        u = torch.rand(n, self.num_inputs, **like)
         return self.low + (self.high - self.low) * u
 
     def langevin(self, x: torch.Tensor, num_steps: int | None = None) -> torch.Tensor:
@@ -370,7 +396,14 @@ class DeepEBM(PyroModule):
 
         steps = self.langevin_steps if num_steps is None else num_steps
         return langevin_chain(
-            self.energy, x, steps, self.step_size, scale=self.scale, low=self.low, high=self.high
+            self.energy,
+            x,
+            steps,
+            self.step_size,
+            scale=self.scale,
+            low=self.low,
+            high=self.high,
+            noise=self.noise,
         )
 
     def model(self, x: torch.Tensor | None = None):
@@ -384,7 +417,7 @@ class DeepEBM(PyroModule):
             pyro.sample("x", density, obs=x)
 
     def sample(self, n: int, num_steps: int) -> torch.Tensor:
-        """``n`` draws: chains started uniformly over the box, run ``num_steps`` steps."""
+        """``n`` draws: fresh chains (:meth:`init_chains`) run ``num_steps`` steps."""
         return self.langevin(self.init_chains(n), num_steps)
 
     def annealing_path(self, step_size: float = 0.05, num_steps: int = 1):
