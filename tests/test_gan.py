@@ -256,3 +256,72 @@ def test_dcgan_discriminator_normalization_follows_the_loss():
     assert not enc & {"BatchNorm2d", "GroupNorm"}  # an encoder gives z per example
     with pytest.raises(ConfigError, match="unknown norm 'instance'"):
         DCGANDiscriminatorNet((1, 8, 8), 4, norm="instance")
+
+
+def test_generator_moving_average_follows_its_update_rule(toy):
+    gan = ppdgm.GAN(**TINY, ema=0.9).fit(toy.x_train[:256], num_steps=2, batch_size=64)
+    avg, live = gan.generator_average_, gan.model_
+    assert all(not p.requires_grad for p in avg.parameters())
+    assert gan.trainer_.params and not {id(p) for p in avg.parameters()} & {
+        id(p) for p in gan.trainer_.params
+    }
+    # the data's standardization reached the copy too
+    torch.testing.assert_close(avg.shift, live.shift)
+    torch.testing.assert_close(avg.scale, live.scale)
+    module = gan.trainer_.loss_module
+    with torch.no_grad():
+        for i, (a, p) in enumerate(zip(avg.parameters(), live.parameters(), strict=True)):
+            a.fill_(1.0)
+            p.fill_(float(i + 2))
+        live.shift.fill_(5.0)
+    module.after_update("discriminator")  # the discriminator's update leaves it alone
+    assert all(bool((a == 1.0).all()) for a in avg.parameters())
+    module.after_update("generator")
+    for i, a in enumerate(avg.parameters()):
+        torch.testing.assert_close(a, torch.full_like(a, 0.9 * 1.0 + 0.1 * (i + 2)))
+    assert bool((avg.shift == 5.0).all())  # buffers are copied, not averaged
+    # the average is what samples; the last weights are another generator
+    a, b = gan.sample(50, seed=3), gan.sample(50, seed=3)
+    np.testing.assert_array_equal(a, b)
+    gan.ema = 0.0
+    gan._make_average()
+    assert gan.generator_average_ is None
+    assert not np.allclose(gan.sample(50, seed=3), a)
+
+
+def test_generator_moving_average_travels_in_checkpoints(toy, tmp_path):
+    gan = ppdgm.GAN(**TINY).fit(toy.x_train[:256], num_steps=3, batch_size=64)
+    assert gan.ema == 0.99 and gan.generator_average_ is not None
+    gan.save(tmp_path / "g.pt")
+    back = ppdgm.GAN.load(tmp_path / "g.pt")
+    for a, b in zip(
+        back.generator_average_.state_dict().values(),
+        gan.generator_average_.state_dict().values(),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)
+    np.testing.assert_allclose(back.sample(20, seed=1), gan.sample(20, seed=1), rtol=1e-6)
+    # a checkpoint from before the average (no ema, no average's weights) still loads
+    old = ppdgm.GAN(**TINY, ema=0.0).fit(toy.x_train[:256], num_steps=1, batch_size=64)
+    old.save(tmp_path / "old.pt")
+    from ppdgm.train import load_checkpoint
+
+    state = load_checkpoint(tmp_path / "old.pt")
+    del state["extra"]["params"]["ema"]
+    loaded = ppdgm.GAN.load(tmp_path / "old.pt", _state=state)
+    assert loaded.ema == 0.0 and loaded.generator_average_ is None
+
+
+def test_generator_moving_average_refuses_bad_options():
+    with pytest.raises(ConfigError, match=r"ema must lie in \[0, 1\), got 1.0"):
+        ppdgm.GAN(ema=1.0)
+    from ppdgm.inference import Adversarial
+
+    d = torch.nn.Linear(2, 1)
+    with pytest.raises(ConfigError, match="generator_average must be a torch module"):
+        Adversarial(d, generator_average="copy")
+    with pytest.raises(ConfigError, match=r"average_decay must lie in \[0, 1\)"):
+        Adversarial(d, generator_average=torch.nn.Linear(2, 2), average_decay=1.5)
+    gan = ppdgm.GAN(**TINY, ema=0.0).fit(np.random.default_rng(0).normal(size=(64, 2)), num_steps=1)
+    with pytest.raises(ConfigError, match="a copy of the generator program's module"):
+        Adversarial(d, generator_average=torch.nn.Linear(2, 2))(gan.model_.model, None)

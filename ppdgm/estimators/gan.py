@@ -3,6 +3,7 @@ discriminator, fitted by an adversarial objective through the one trainer."""
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,15 @@ class GAN(Estimator):
             (0.5, 0.999)).
         discriminator_lr_scale: the discriminator's learning rate as a multiple of the
             generator's (two time-scale updates when not 1).
+        ema: decay of an exponential moving average of the generator's weights (Yazıcı et
+            al., 2019), which ``sample``, the validation MMD and the metrics use; 0: the last
+            weights. On 8 Gaussians (5,000 steps) 0.99 raised the non-saturating GAN's
+            high-quality share from 0.893, 0.901, 0.903 to 0.901, 0.909, 0.906 (seeds 0-2).
         seed, device, compile: as for every family.
 
     Attributes:
-        model_: the fitted :class:`~ppdgm.models.gan.Generator`.
+        model_: the fitted :class:`~ppdgm.models.gan.Generator` (the last weights).
+        generator_average_: its moving average (None when ``ema`` is 0).
         discriminator_: the fitted :class:`~ppdgm.models.gan.Discriminator`.
     """
 
@@ -88,6 +94,7 @@ class GAN(Estimator):
         clip_value: float = 0.01,
         betas: tuple[float, float] | None = None,
         discriminator_lr_scale: float = 1.0,
+        ema: float = 0.99,
         seed: int = 0,
         device: str = "auto",
         compile: bool = True,
@@ -103,6 +110,7 @@ class GAN(Estimator):
         self.clip_value = clip_value
         self.betas = betas
         self.discriminator_lr_scale = discriminator_lr_scale
+        self.ema = ema
         self.seed = seed
         self.device = device
         self.compile = compile
@@ -125,6 +133,8 @@ class GAN(Estimator):
             raise ConfigError(
                 f"discriminator_lr_scale must be positive, got {self.discriminator_lr_scale}"
             )
+        if not 0.0 <= float(self.ema) < 1.0:
+            raise ConfigError(f"ema must lie in [0, 1), got {self.ema}")
         if self.betas is not None:
             b = tuple(self.betas)
             if len(b) != 2 or not all(0.0 <= float(v) < 1.0 for v in b):
@@ -181,6 +191,13 @@ class GAN(Estimator):
         self.model_ = G.Generator(net, latent, data_shape, num_classes=k)
         self.discriminator_ = G.Discriminator(features, head, data_shape, num_classes=k)
         self._val_bandwidth = None
+        self._make_average()
+
+    def _make_average(self) -> None:
+        """The generator's moving average: a frozen copy of ``model_`` (or None)."""
+        self.generator_average_ = (
+            copy.deepcopy(self.model_).requires_grad_(False) if float(self.ema) > 0 else None
+        )
 
     def _d_norm(self) -> str:
         """The DCGAN discriminator's normalization: per example for the gradient penalty
@@ -203,6 +220,8 @@ class GAN(Estimator):
         for m in self._standardized():
             m.shift.copy_(shift.expand_as(m.shift))
             m.scale.copy_(scale.expand_as(m.scale))
+        if self.generator_average_ is not None:
+            self.generator_average_.load_state_dict(self.model_.state_dict())
 
     def _standardized(self) -> tuple[nn.Module, ...]:
         """The modules that hold the data's shift and scale."""
@@ -211,10 +230,19 @@ class GAN(Estimator):
     def _modules(self) -> dict[str, torch.nn.Module]:
         # the trainer's checkpoints hold the discriminator in the objective's module, under
         # its attribute name: the same keys here, so that both kinds of file load
-        return {
-            "model": self.model_,
-            "objective": nn.ModuleDict({"discriminator": self.discriminator_}),
-        }
+        objective = {"discriminator": self.discriminator_}
+        if self.generator_average_ is not None:
+            objective["generator_average"] = self.generator_average_
+        return {"model": self.model_, "objective": nn.ModuleDict(objective)}
+
+    def _generator(self) -> nn.Module:
+        """The generator that samples: the moving average, or the last weights."""
+        return self.model_ if self.generator_average_ is None else self.generator_average_
+
+    @classmethod
+    def params_from_saved(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        # a checkpoint from before the moving average had none
+        return super().params_from_saved({"ema": 0.0, **saved})
 
     def _programs(self):
         return self.model_.model, None
@@ -233,6 +261,8 @@ class GAN(Estimator):
             clip_value=float(self.clip_value),
             discriminator_options={**adam, "lr": self._lr * float(self.discriminator_lr_scale)},
             generator_options={**adam, "lr": self._lr},
+            generator_average=self.generator_average_,
+            average_decay=float(self.ema),
         )
 
     def _make_trainer(self, lr=None, batch_size=None, lr_schedule=None):
@@ -253,7 +283,7 @@ class GAN(Estimator):
         if self._val_bandwidth is None:
             self._val_bandwidth = median_bandwidth(real)
         with torch.no_grad():
-            fake = self.model_.sample(len(x), *[y[: len(x)] for y in labels])
+            fake = self._generator().sample(len(x), *[y[: len(x)] for y in labels])
         fake = self._flat(fake).double().cpu().numpy()
         return kernel_distance(fake, real, kernel="rbf", bandwidth=self._val_bandwidth)
 
@@ -282,7 +312,7 @@ class GAN(Estimator):
                 else:
                     y = self._labels(y, int(num_samples), "y")
                 labels = (torch.as_tensor(y, device=self.device_),)
-            return self.model_.sample(int(num_samples), *labels).cpu().numpy()
+            return self._generator().sample(int(num_samples), *labels).cpu().numpy()
 
     def discriminate(self, X, y=None) -> np.ndarray:
         """The discriminator's raw output (logit; critic value) per example, shape (N,)."""

@@ -261,6 +261,12 @@ class Adversarial(Objective):
         discriminator_options, generator_options: each player's optimizer settings
             (``optimizer``, ``lr``, ``betas``, ``weight_decay``, ``momentum``); the trainer's
             fill in the rest.
+        generator_average: a copy of the generator program's module (same parameters and
+            buffers) that follows an exponential moving average of its parameters, updated
+            after each generator update: ``avg <- decay * avg + (1 - decay) * theta``, buffers
+            (e.g. batch-norm statistics) copied (Yazıcı et al., 2019). It is part of the
+            objective's module, so the trainer's checkpoints hold it.
+        average_decay: the moving average's decay, in [0, 1).
     """
 
     def __init__(
@@ -273,6 +279,8 @@ class Adversarial(Objective):
         clip_value: float = 0.01,
         discriminator_options: dict[str, Any] | None = None,
         generator_options: dict[str, Any] | None = None,
+        generator_average: nn.Module | None = None,
+        average_decay: float = 0.99,
     ):
         _check_loss(loss)
         if not isinstance(discriminator, nn.Module):
@@ -285,7 +293,18 @@ class Adversarial(Objective):
             raise ConfigError(f"gp_weight must be >= 0, got {gp_weight}")
         if not clip_value > 0:
             raise ConfigError(f"clip_value must be positive, got {clip_value}")
+        if generator_average is not None and not isinstance(generator_average, nn.Module):
+            raise ConfigError(
+                "generator_average must be a torch module (a copy of the generator's), got "
+                f"{type(generator_average).__name__}"
+            )
+        if not 0.0 <= float(average_decay) < 1.0:
+            raise ConfigError(f"average_decay must lie in [0, 1), got {average_decay}")
         self.discriminator = discriminator
+        self.generator_average = generator_average
+        if generator_average is not None:
+            generator_average.requires_grad_(False)
+        self.average_decay = float(average_decay)
         self.loss_name = loss
         self.n_critic = int(n_critic)
         self.gp_weight = float(gp_weight)
@@ -308,6 +327,18 @@ class _AdversarialModule(ObjectiveModule):
     def __init__(self, objective: Adversarial, model: Callable, guide: Callable | None):
         super().__init__(objective, model, guide)
         self.discriminator = objective.discriminator
+        self.generator_average = objective.generator_average
+        # the live generator's module, not registered as a submodule (the trainer holds it)
+        self.__dict__["_averaged"] = None
+        if self.generator_average is not None:
+            live = owner_module(model)
+            names = [n for n, _ in live.named_parameters()] if live is not None else None
+            if names != [n for n, _ in self.generator_average.named_parameters()]:
+                raise ConfigError(
+                    "generator_average must be a copy of the generator program's module (the "
+                    "same parameters, in the same order)"
+                )
+            self.__dict__["_averaged"] = live
 
     def players(self) -> dict[str, dict[str, Any]]:
         obj = self.objective
@@ -333,6 +364,16 @@ class _AdversarialModule(ObjectiveModule):
             with torch.no_grad():
                 for p in self.discriminator.parameters():
                     p.clamp_(-c, c)
+        if name == "generator" and self._averaged is not None:
+            avg, live = self.generator_average, self._averaged
+            with torch.no_grad():
+                torch._foreach_lerp_(
+                    list(avg.parameters()),
+                    list(live.parameters()),
+                    1.0 - self.objective.average_decay,
+                )
+                for a, b in zip(avg.buffers(), live.buffers(), strict=True):
+                    a.copy_(b)
 
     def _pairs(self, x: torch.Tensor, labels, detach: bool):
         """Discriminator outputs on data and on as many generated examples."""
