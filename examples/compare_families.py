@@ -28,6 +28,7 @@ import numpy as np
 import ppdgm
 from ppdgm.data import load_data
 from ppdgm.evaluation import digits_features, frechet_distance, inception_score
+from ppdgm.inference import ADVERSARIAL_LOSSES
 
 #: name -> (estimator factory, data view, images (N, 1, 8, 8) rather than rows)
 FAMILIES = {
@@ -46,6 +47,15 @@ FAMILIES = {
     "dbm": (lambda s: ppdgm.DBM(seed=s), "digits-binary", False),
     "ebm": (lambda s: ppdgm.DeepEBM(seed=s), "digits", False),
 }
+# every other adversarial loss, DCGAN on the digits with its defaults: gan-minimax, gan-hinge,
+# gan-f:kl, ...
+FAMILIES.update(
+    {
+        f"gan-{loss}": ((lambda s, loss=loss: ppdgm.GAN(loss, seed=s)), "digits", True)
+        for loss in ADVERSARIAL_LOSSES
+        if loss not in ("non_saturating", "wgan_gp", "least_squares")
+    }
+)
 
 
 def _fit_one(name: str, steps: int, seed: int) -> tuple[dict, np.ndarray]:
