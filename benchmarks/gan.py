@@ -5,7 +5,8 @@ Reported, in one run:
 * Milliseconds per generator step of ``ppdgm.GAN(loss)`` (its trainer, steady state after a
   warm-up that includes tracing) and of a hand-written loop with the same networks (3x128
   LeakyReLU(0.2) MLPs, z of dimension 2, data standardized the same way), batch 256, the same
-  Adam settings and critic steps, for ``non_saturating`` and ``wgan_gp``; the median of
+  Adam settings and critic steps and the same moving average of the generator's weights, for
+  ``non_saturating`` and ``wgan_gp``; the median of
   ``--reps`` runs of ``--steps`` steps taken alternately, and the ratio.
 * 8 Gaussians on a circle (radius 2, std 0.1; 20,000 training points), ``--train-steps``
   generator steps of batch 256 with each loss's defaults, for ``--seeds``: the modes covered
@@ -36,6 +37,7 @@ def _hand_loop(x, loss: str, steps: int, seed: int) -> float:
     opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=betas)
     opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=betas)
     n_critic = 5 if loss == "wgan_gp" else 1
+    average = [p.detach().clone() for p in g.parameters()]
     xs = (x - x.mean(0)) / x.std(0)
     batch = 256
 
@@ -59,6 +61,8 @@ def _hand_loop(x, loss: str, steps: int, seed: int) -> float:
         opt_g.zero_grad()
         loss_g.backward()
         opt_g.step()
+        with torch.no_grad():  # the generator's moving average, as ppdgm's default ema=0.99
+            torch._foreach_lerp_(average, list(g.parameters()), 0.01)
 
     for _ in range(20):
         step()
