@@ -20,6 +20,7 @@ Reported, in one run:
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import time
 
@@ -96,6 +97,7 @@ def main() -> None:
 
     import ppdgm
     from ppdgm.data.toy import eight_gaussians
+    from ppdgm.errors import TrainingDivergedError
     from ppdgm.evaluation import mode_coverage
     from ppdgm.inference import ADVERSARIAL_LOSSES
 
@@ -127,7 +129,12 @@ def main() -> None:
         t0 = time.perf_counter()
         for seed in seeds:
             gan = ppdgm.GAN(loss, seed=seed, device="cpu")
-            gan.fit(x_np, num_steps=args.train_steps, batch_size=256)
+            try:
+                gan.fit(x_np, num_steps=args.train_steps, batch_size=256)
+            except TrainingDivergedError as e:  # the loss overflowed: say when, go on
+                step = re.search(r"at step (\d+)", str(e))
+                cells.append(f"diverged@{step.group(1) if step else '?'}")
+                continue
             cover = mode_coverage(gan.sample(5000, seed=seed), *density.modes)
             cells.append(f"{cover['modes']}/8 {cover['high_quality']:.3f}")
         seconds = (time.perf_counter() - t0) / len(seeds)

@@ -27,6 +27,7 @@ import numpy as np
 
 import ppdgm
 from ppdgm.data import load_data
+from ppdgm.errors import TrainingDivergedError
 from ppdgm.evaluation import digits_features, frechet_distance, inception_score
 from ppdgm.inference import ADVERSARIAL_LOSSES
 
@@ -106,12 +107,19 @@ def main(argv=None):
     }
     grids = {}
     for name in names:
-        table[name], grids[name] = _fit_one(name, args.steps, args.seed)
+        try:
+            table[name], grids[name] = _fit_one(name, args.steps, args.seed)
+        except TrainingDivergedError as e:  # a row that says so, not a lost table
+            table[name] = {"data": FAMILIES[name][1], "diverged": str(e)}
+            print(f"{name}: diverged ({e})", flush=True)
+            continue
         print(
             f"{name}: Fréchet {table[name]['test_frechet_distance']:.3f} "
             f"({table[name]['seconds']:.0f} s)",
             flush=True,
         )
+        # written after every family, so that a long run's finished rows survive
+        (out / "compare_families.json").write_text(json.dumps(table, indent=2) + "\n")
 
     cols = [
         ("test_frechet_distance", "Fréchet"),
@@ -126,6 +134,8 @@ def main(argv=None):
         cells = "".join(f"{row[key]:>9.3f}" if key in row else f"{'':>9}" for key, _ in cols)
         if row.get("test_nll_reliable") is False:
             cells += "?"
+        if "diverged" in row:
+            cells += "   diverged"
         print(f"{name:<18}{row['data']:<15}{cells}")
     (out / "compare_families.json").write_text(json.dumps(table, indent=2) + "\n")
     _figure(table, grids, out / "compare_families.png")
