@@ -85,6 +85,10 @@ class FDivergence:
     fake_term: Callable[[torch.Tensor], torch.Tensor]
 
 
+#: ``f:reverse_kl``'s raw discriminator output is clamped at this value from below (the
+#: density ratio q/p it estimates, exp(-v), at most e^5): see F_DIVERGENCES["reverse_kl"]
+REVERSE_KL_MIN_OUTPUT = -5.0
+
 F_DIVERGENCES: dict[str, FDivergence] = {
     "kl": FDivergence(
         "kl",
@@ -95,14 +99,17 @@ F_DIVERGENCES: dict[str, FDivergence] = {
         inverse_activation=lambda t: t,
         fake_term=lambda v: torch.exp(v - 1.0),
     ),
+    # the raw output is bounded below (T = g(v) >= -e^5): unbounded, the critic drives v on
+    # generated examples to -inf (its term v - 1 has no minimum) and the generator's exp(-v)
+    # overflows; a narrower class of T still gives a lower bound on the divergence
     "reverse_kl": FDivergence(
         "reverse_kl",
         f=lambda u: -np.log(u),
         derivative=lambda u: -1.0 / u,
-        activation=lambda v: -torch.exp(-v),
+        activation=lambda v: -torch.exp(-v.clamp(min=REVERSE_KL_MIN_OUTPUT)),
         conjugate=lambda t: -1.0 - torch.log(-t),
         inverse_activation=lambda t: -np.log(-t),
-        fake_term=lambda v: v - 1.0,
+        fake_term=lambda v: v.clamp(min=REVERSE_KL_MIN_OUTPUT) - 1.0,
     ),
     # D_f here is 2 JS(P, Q) (the f of the f-GAN paper's Table 1 without its factor 1/2)
     "js": FDivergence(
