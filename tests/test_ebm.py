@@ -312,3 +312,22 @@ def test_a_settled_or_unsettled_ais_estimate_is_reported(monkeypatch):
                 warnings.simplefilter("error", RuntimeWarning)
                 metrics = est.metrics(x[:10], "test")
         assert metrics["log_z"] == 3.0 and metrics["log_z_ess"] == ess
+
+
+def test_deep_ebm_checkpoint_keeps_its_sampler(tmp_path):
+    from ppdgm.train import load_checkpoint
+
+    x = np.random.default_rng(0).normal(size=(40, 5))
+    kw = dict(hidden_dims=(4,), langevin_steps=1, buffer_size=8, device="cpu")
+    est = ppdgm.DeepEBM(**kw).fit(x, num_steps=1, batch_size=8)
+    est.save(tmp_path / "e.pt")
+    back = ppdgm.DeepEBM.load(tmp_path / "e.pt")
+    assert (back.sampler_, back.noise_, back.model_.init) == ("short-run", 0.01, "gaussian")
+    np.testing.assert_allclose(back.sample(5, seed=2), est.sample(5, seed=2), rtol=1e-5)
+    # a checkpoint from before the samplers (no sampler saved) was trained at T = 1
+    state = load_checkpoint(tmp_path / "e.pt")
+    del state["extra"]["params"]["sampler"]
+    state["extra"]["params"].update(step_size=0.01, noise=None, energy_l2=0.1)
+    old = ppdgm.DeepEBM.load(tmp_path / "e.pt", _state=state)
+    assert (old.sampler_, old.model_.init) == ("langevin", "uniform")
+    assert old.noise_ == pytest.approx(math.sqrt(0.02))

@@ -513,6 +513,11 @@ class DeepEBM(Estimator):
                 f"{x.shape[1:]} (flatten images first)"
             )
 
+    @classmethod
+    def params_from_saved(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        # a checkpoint from before the samplers was trained with Langevin at T = 1
+        return super().params_from_saved({"sampler": "langevin", **saved})
+
     def _build(self, data_shape: tuple[int, ...]) -> None:
         from ..models.energy import DeepEBM as DeepEBMModel
 
