@@ -42,6 +42,15 @@ def check_int(name: str, value: Any, low: int = 1) -> int:
     return int(value)
 
 
+def floored_std(std):
+    """Per-coordinate standard deviations (a tensor or array) floored at 1% of their mean (and
+    1e-6): a coordinate (nearly) constant in the data it came from, e.g. a blank border pixel,
+    keeps a scale of the typical order, so that other data, or samples, varying there do not
+    blow up in standardized units."""
+    floor = max(1e-6, 1e-2 * float(std.mean()))
+    return std.clamp_min(floor) if isinstance(std, torch.Tensor) else np.maximum(std, floor)
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     if not isinstance(seed, int | np.integer) or seed < 0:

@@ -573,7 +573,8 @@ def _train(args) -> int:
         lr = f"{cfg['lr'] / 10:g}"
         raise TrainingDivergedError(
             f"{e}; the last good state is kept in {ckpt}: start over with a smaller learning "
-            f"rate (--overwrite --lr {lr}) or continue from it (--resume --lr {lr})"
+            f"rate (--overwrite --lr {lr}) or continue from it (--resume --lr {lr})",
+            step=e.step,
         ) from None
     seconds = time.perf_counter() - t0
     metrics = _compute_metrics(est, data, cfg["iwae_k"], cfg.get("quality_samples", 1000))

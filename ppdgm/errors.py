@@ -50,7 +50,11 @@ class ConfigError(PpdgmError, ValueError):
 
 
 class TrainingDivergedError(PpdgmError, FloatingPointError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite; :attr:`step` is the step that saw it."""
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step
 
 
 class ModelError(PpdgmError):

@@ -430,7 +430,8 @@ class Trainer:
         if not math.isfinite(value):
             raise TrainingDivergedError(
                 f"the loss became {value} at step {self.step_count + 1}; try a smaller learning "
-                "rate or check the data"
+                "rate or check the data",
+                step=self.step_count + 1,
             )
         if closed is None:
             self.optimizer.zero_grad(set_to_none=True)
@@ -457,7 +458,8 @@ class Trainer:
                 if not math.isfinite(value):
                     raise TrainingDivergedError(
                         f"the {name}'s loss became {value} at step {self.step_count + 1}; try a "
-                        "smaller learning rate or check the data"
+                        "smaller learning rate or check the data",
+                        step=self.step_count + 1,
                     )
                 player.optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -257,8 +257,9 @@ class _NaNAfter(ELBO):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     tr, model, guide = _trainer(compile=False, objective=_NaNAfter(12))
-    with pytest.raises(TrainingDivergedError, match="step 13"):
+    with pytest.raises(TrainingDivergedError, match="step 13") as caught:
         tr.run(_data(), 50, progress=False, checkpoint_path=tmp_path / "c.pt", checkpoint_every=5)
+    assert caught.value.step == 13
     state = load_checkpoint(tmp_path / "c.pt")
     assert state["step"] == 12  # the last good step is saved, not only the periodic one
     assert all(torch.isfinite(v).all() for v in state["modules"]["model"].values())

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .._utils import check_int, resolve_device, set_seed
+from .._utils import check_int, floored_std, resolve_device, set_seed
 from ..data import check_shape, validate_array
 from ..errors import CheckpointError, ConfigError
 from ..train import Trainer, load_checkpoint, save_checkpoint
@@ -99,6 +99,9 @@ class Estimator:
     choices: ClassVar[dict[str, tuple]] = {}
     #: command-line defaults that differ from the constructor's (e.g. "auto": from the data)
     cli_defaults: ClassVar[dict[str, Any]] = {}
+    #: hyperparameters added after checkpoints were written, with the value the runs of an
+    #: older checkpoint (which lacks them) used
+    saved_defaults: ClassVar[dict[str, Any]] = {}
     #: the learning-rate schedule ``fit`` uses unless told (see :class:`~ppdgm.train.Trainer`)
     default_lr_schedule: ClassVar[str] = "constant"
     #: the learning rate and batch size ``fit`` and ``ppdgm train`` use unless told
@@ -152,8 +155,10 @@ class Estimator:
     @classmethod
     def params_from_saved(cls, saved: dict[str, Any]) -> dict[str, Any]:
         """Constructor arguments from hyperparameters saved as plain values (a checkpoint, a
-        run's config.json): this family's names only, lists back to tuples."""
+        run's config.json): this family's names only, lists back to tuples, and
+        :attr:`saved_defaults` for those an older file lacks."""
         names = cls._param_names()
+        saved = {**cls.saved_defaults, **saved}
         return {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in names}
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -506,10 +511,8 @@ class Estimator:
         extra: dict[str, float] = {}
         if features is None:
             flat = real.reshape(len(real), -1)
-            # a coordinate (nearly) constant in X, e.g. a blank border pixel, must not make
-            # the samples' small deviations there dominate: floor at 1% of the mean sd
-            std = flat.std(0)
-            mean, std = flat.mean(0), np.maximum(std, max(1e-6, 1e-2 * float(std.mean())))
+            # the samples' small deviations on a blank coordinate of X must not dominate
+            mean, std = flat.mean(0), floored_std(flat.std(0))
             a = (fake.reshape(len(fake), -1) - mean) / std
             b = (flat - mean) / std
         elif isinstance(features, str):

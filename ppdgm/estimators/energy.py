@@ -445,6 +445,8 @@ class DeepEBM(Estimator):
     default_lr = 1e-3
     default_batch_size = 128
     choices = {"sampler": ("auto", *SAMPLERS)}
+    # a checkpoint from before the samplers was trained with Langevin at T = 1
+    saved_defaults = {"sampler": "langevin"}
 
     def __init__(
         self,
@@ -512,11 +514,6 @@ class DeepEBM(Estimator):
                 f"{source}: the deep EBM models vectors (N, D); got examples of shape "
                 f"{x.shape[1:]} (flatten images first)"
             )
-
-    @classmethod
-    def params_from_saved(cls, saved: dict[str, Any]) -> dict[str, Any]:
-        # a checkpoint from before the samplers was trained with Langevin at T = 1
-        return super().params_from_saved({"sampler": "langevin", **saved})
 
     def _build(self, data_shape: tuple[int, ...]) -> None:
         from ..models.energy import DeepEBM as DeepEBMModel

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._utils import check_int
+from .._utils import check_int, floored_std
 from ..errors import ConfigError, NoDensityError
 from ..inference.adversarial import ADVERSARIAL_LOSSES, Adversarial
 from .base import Estimator, check_hidden_dims, register
@@ -79,6 +79,7 @@ class GAN(Estimator):
     default_batch_size = 256
     has_density = False
     choices = {"loss": ADVERSARIAL_LOSSES, "arch": ARCHS}
+    saved_defaults = {"ema": 0.0}  # a checkpoint from before the moving average had none
 
     def __init__(
         self,
@@ -213,10 +214,7 @@ class GAN(Estimator):
             shift, scale = image_scale(float(x.min()), float(x.max()))
             shift, scale = torch.tensor(shift), torch.tensor(scale)
         else:
-            # a feature (nearly) constant in the training data keeps a scale of 1% of the
-            # typical one, so that other data do not blow up in standardized units
-            std = x.std(0)
-            shift, scale = x.mean(0), std.clamp_min(max(1e-6, 1e-2 * float(std.mean())))
+            shift, scale = x.mean(0), floored_std(x.std(0))
         for m in self._standardized():
             m.shift.copy_(shift.expand_as(m.shift))
             m.scale.copy_(scale.expand_as(m.scale))
@@ -238,11 +236,6 @@ class GAN(Estimator):
     def _generator(self) -> nn.Module:
         """The generator that samples: the moving average, or the last weights."""
         return self.model_ if self.generator_average_ is None else self.generator_average_
-
-    @classmethod
-    def params_from_saved(cls, saved: dict[str, Any]) -> dict[str, Any]:
-        # a checkpoint from before the moving average had none
-        return super().params_from_saved({"ema": 0.0, **saved})
 
     def _programs(self):
         return self.model_.model, None

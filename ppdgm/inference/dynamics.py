@@ -84,19 +84,17 @@ def langevin_chain(
     import torch
 
     scale2 = step_size if scale is None else step_size * scale**2
-    if noise is not None:
-        noise = float(noise) if scale is None else float(noise) * scale
+    # the noise's standard deviation per coordinate: sqrt(2 eps) S, or noise S
+    if noise is None:
+        sd = (2.0 * scale2) ** 0.5
+    else:
+        sd = float(noise) if scale is None else float(noise) * scale
     x = x.detach()
     for _ in range(int(num_steps)):
         with torch.enable_grad():
             point = x.requires_grad_(True)
             (grad,) = torch.autograd.grad(energy(point).sum(), point)
-        xi = torch.randn_like(x)
-        x = (
-            _proposal(x.detach(), grad, scale2, xi)
-            if noise is None
-            else x.detach() - scale2 * grad + noise * xi
-        )
+        x = x.detach() - scale2 * grad + sd * torch.randn_like(x)
         if low is not None:
             x = torch.maximum(torch.minimum(x, high), low)
     return x.detach()

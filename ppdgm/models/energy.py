@@ -21,6 +21,7 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule
 from torch import nn
 
+from .._utils import floored_std
 from ..distributions import UnnormalizedDensity
 from ..errors import ConfigError
 
@@ -369,11 +370,9 @@ class DeepEBM(PyroModule):
         """Set the standardization and the chains' box from training data (N, D)."""
         lo, hi = x.min(0).values, x.max(0).values
         width = (hi - lo).clamp_min(1e-6)
-        std = x.std(0)
         self.shift.copy_(x.mean(0))
-        # a coordinate constant in the training data (a blank border pixel) gets 1% of the
-        # mean sd, not ~0: other data may vary there, and must not get an astronomic energy
-        self.scale.copy_(std.clamp_min(max(1e-6, 1e-2 * float(std.mean()))))
+        # not ~0 on a blank training pixel: other data may vary there (an astronomic energy)
+        self.scale.copy_(floored_std(x.std(0)))
         self.low.copy_(lo - self.margin * width)
         self.high.copy_(hi + self.margin * width)
 
