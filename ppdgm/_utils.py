@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
@@ -40,6 +41,26 @@ def check_int(name: str, value: Any, low: int = 1) -> int:
         what = "a positive integer" if low == 1 else f"an integer >= {low}"
         raise ConfigError(f"{name} must be {what}, got {value!r}")
     return int(value)
+
+
+def no_grad(fn):
+    """``torch.no_grad()`` as a decorator, at a fraction of its cost: free when gradients are
+    already off, and a bare switch otherwise (a small model's training step calls several such
+    functions, and entering ``torch.no_grad()`` costs about as much as a small tensor
+    operation)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not torch.is_grad_enabled():
+            return fn(*args, **kwargs)
+        # the switch itself: a fifth of the cost of entering torch.no_grad()
+        torch._C._set_grad_enabled(False)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch._C._set_grad_enabled(True)
+
+    return wrapper
 
 
 def floored_std(std):

@@ -33,6 +33,7 @@ from ._utils import (
     caller_stacklevel,
     check_int,
     get_rng_state,
+    no_grad,
     owner_module,
     resolve_device,
     set_rng_state,
@@ -43,12 +44,14 @@ from .errors import CheckpointError, ConfigError, TrainingDivergedError
 __all__ = ["Trainer", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "ppdgm.checkpoint/1"
+#: data up to this size is gathered once per pass over it, not once per step
+_SHUFFLE_COPY_BYTES = 256 * 2**20
 _NO_BEST = {"step": None, "value": math.inf, "bad_evals": 0, "stopped": False}
 
 
 class SGD(torch.optim.SGD):
-    """:class:`torch.optim.SGD` (momentum, L2 weight decay) with a leaner step: three fused
-    ``foreach`` updates and no profiling wrapper. A small model's step (an RBM's, some 20
+    """:class:`torch.optim.SGD` (momentum, L2 weight decay) with a leaner step: torch's fused
+    kernel with momentum (one operation), ``foreach`` updates otherwise, no profiling wrapper. A small model's step (an RBM's, some 20
     tensor operations) spends more time in ``torch.optim``'s per-step Python than in its
     arithmetic; the update is the same, ``buf = momentum * buf + grad; p -= lr * buf`` (the
     buffer starts at the first gradient), and so is the state dict."""
@@ -56,38 +59,84 @@ class SGD(torch.optim.SGD):
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, weight_decay: float = 0.0):
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
-    @torch.no_grad()
+    @no_grad
     def step(self, closure=None):
         if closure is not None:
             raise ConfigError("ppdgm's SGD takes no closure")
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
+            params, grads = [], []
+            for p in group["params"]:
+                g = p.grad
+                if g is not None:
+                    params.append(p)
+                    grads.append(g)
             if not params:
                 continue
-            grads = [p.grad for p in params]
+            momentum = group["momentum"]
+            states = [self.state[p] for p in params] if momentum else []
+            bufs = [st.get("momentum_buffer") for st in states]
+            first = bool(bufs) and all(buf is None for buf in bufs)
+            if (
+                momentum
+                and (first or not any(buf is None for buf in bufs))
+                and self._fusable(params, grads)
+            ):
+                # torch's fused kernel: decay, momentum and update in one operation
+                if first:
+                    bufs = [torch.empty_like(g) for g in grads]
+                    for st, buf in zip(states, bufs, strict=True):
+                        st["momentum_buffer"] = buf
+                torch._fused_sgd_(
+                    params,
+                    grads,
+                    bufs,
+                    weight_decay=group["weight_decay"],
+                    momentum=momentum,
+                    lr=group["lr"],
+                    dampening=0.0,
+                    nesterov=False,
+                    maximize=False,
+                    is_first_step=first,
+                )
+                continue
             if group["weight_decay"]:
                 grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
-            momentum = group["momentum"]
-            if momentum:
-                states = [self.state[p] for p in params]
-                if all("momentum_buffer" in st for st in states):
-                    bufs = [st["momentum_buffer"] for st in states]
-                    torch._foreach_mul_(bufs, momentum)
-                    torch._foreach_add_(bufs, grads)
-                else:
-                    bufs = []
-                    for st, g in zip(states, grads, strict=True):
-                        if "momentum_buffer" not in st:
-                            st["momentum_buffer"] = g.detach().clone()
-                        else:
-                            st["momentum_buffer"].mul_(momentum).add_(g)
-                        bufs.append(st["momentum_buffer"])
+            if momentum:  # buffers start at the gradient
+                bufs = [
+                    g.detach().clone() if buf is None else buf.mul_(momentum).add_(g)
+                    for buf, g in zip(bufs, grads, strict=True)
+                ]
+                for st, buf in zip(states, bufs, strict=True):
+                    st["momentum_buffer"] = buf
                 grads = bufs
             torch._foreach_add_(params, grads, alpha=-group["lr"])
         return None
 
     # torch.optim wraps each optimizer class's step with profiling hooks unless marked
     step.hooked = True
+
+    def _fusable(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> bool:
+        """Whether torch's fused SGD kernel takes these: dense floating tensors on one CPU or
+        CUDA device, of one dtype. Checked in full once per set of parameters and place of the
+        first (a module moves all its parameters together)."""
+        p0 = params[0]
+        key = (tuple(map(id, params)), p0.device, p0.dtype)
+        cache = self.__dict__.setdefault("_fusable_cache", {})
+        ok = cache.get(key)
+        if ok is None:
+            device, dtype = p0.device, p0.dtype
+            ok = (
+                device.type in ("cpu", "cuda")
+                and dtype.is_floating_point
+                and all(
+                    t.device == device and t.dtype == dtype and t.layout == torch.strided
+                    for t in (*params, *grads)
+                )
+            )
+            if len(cache) > 16:
+                cache.clear()
+            cache[key] = ok
+        return ok
 
 
 OPTIMIZERS = {
@@ -377,6 +426,7 @@ class Trainer:
         self._data_gen = torch.Generator().manual_seed(self.seed)
         self._perm: torch.Tensor | None = None
         self._pos = 0
+        self._shuffled: tuple | None = None  # (perm, data, data in perm's order)
         # The trainer's own random state: installed while run() runs, kept here in between, so
         # that several trainers (or other code) using the global generators do not interfere.
         self._rng = get_rng_state()
@@ -421,11 +471,31 @@ class Trainer:
         """
         if self.players is not None:
             return self._players_step(batch)
-        closed = None
         if self._closed_form is not None:
-            with torch.no_grad():
-                closed = self._closed_form(*batch, scale=1.0 / batch[0].shape[0])
-        loss = self.loss(*batch) if closed is None else closed[0]
+            done = self._closed_step(batch)
+            if done is not None:
+                return done
+        loss = self.loss(*batch)
+        value = self._checked(loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return self._update(value)
+
+    @no_grad
+    def _closed_step(self, batch) -> dict[str, float] | None:
+        """The step from the objective's closed-form gradient, gradient and update with no
+        autograd; None where the objective has none for these programs."""
+        closed = self._closed_form(*batch, scale=1.0 / batch[0].shape[0])
+        if closed is None:
+            return None
+        loss, grads = closed
+        value = self._checked(loss)
+        for p in self.params:
+            p.grad = grads.get(p)
+        return self._update(value)
+
+    def _checked(self, loss: torch.Tensor) -> float:
+        """The loss's value, refused if it is NaN or infinite."""
         value = loss.item()
         if not math.isfinite(value):
             raise TrainingDivergedError(
@@ -433,13 +503,10 @@ class Trainer:
                 "rate or check the data",
                 step=self.step_count + 1,
             )
-        if closed is None:
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-        else:
-            grads = closed[1]
-            for p in self.params:
-                p.grad = grads.get(p)
+        return value
+
+    def _update(self, value: float) -> dict[str, float]:
+        """The optimizer's update from the parameters' gradients."""
         if self.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad_norm)
         self.optimizer.step()
@@ -474,14 +541,38 @@ class Trainer:
         return {"loss": out[f"loss_{self.main_player}"], **out}
 
     # -- data order ------------------------------------------------------------------------
-    def _next_indices(self, n: int) -> torch.Tensor:
-        size = min(self.batch_size * self.batches_per_step, n)
-        if self._perm is None or len(self._perm) != n or self._pos + size > n:
+    def _advance(self, n: int) -> tuple[int, int]:
+        """Move the data order one batch on (a new random order when a pass ends); the batch's
+        [start, stop) positions in the current order."""
+        size = self.batch_size * self.batches_per_step
+        size = n if size > n else size
+        perm, pos = self._perm, self._pos
+        if perm is None or perm.shape[0] != n or pos + size > n:
             self._perm = torch.randperm(n, generator=self._data_gen)
-            self._pos = 0
-        idx = self._perm[self._pos : self._pos + size]
-        self._pos += size
-        return idx
+            pos = 0
+        self._pos = pos + size
+        return pos, pos + size
+
+    def _next_batch(self, data: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """The next batch of ``data`` in this pass's random order. Data up to
+        ``_SHUFFLE_COPY_BYTES`` is gathered once per pass into a shuffled copy and each batch is
+        a slice of it (one gather per pass instead of one per step, which is most of a small
+        model's per-step data cost); larger data is gathered batch by batch. The batches are
+        the same either way."""
+        start, stop = self._advance(data[0].shape[0])
+        cached = self._shuffled
+        if cached is None or cached[0] is not self._perm or cached[1] is not data:
+            copy = None
+            if sum(d.numel() * d.element_size() for d in data) <= _SHUFFLE_COPY_BYTES:
+                perm = self._perm.to(self.device)
+                copy = tuple(d[perm] for d in data)
+            cached = self._shuffled = (self._perm, data, copy)
+        if cached[2] is None:
+            idx = self._perm[start:stop].to(self.device)
+            return tuple(d[idx] for d in data)
+        if len(data) == 1:
+            return (cached[2][0][start:stop],)
+        return tuple(d[start:stop] for d in cached[2])
 
     # -- the loop --------------------------------------------------------------------------
     def run(
@@ -566,10 +657,10 @@ class Trainer:
         try:
             with _DeferredInterrupt() as interrupt:
                 while self.step_count < num_steps and not stop():
-                    idx = self._next_indices(n).to(self.device)
+                    batch = self._next_batch(data)
                     self._schedule(num_steps)
                     try:
-                        metrics = self.step(*(d[idx] for d in data))
+                        metrics = self.step(*batch)
                     except TrainingDivergedError:
                         save()  # the parameters are those of the last good step
                         raise
@@ -600,6 +691,7 @@ class Trainer:
         finally:
             self._rng = get_rng_state()
             self._in_run = False
+            self._shuffled = None  # the shuffled copy of the data is not kept past the run
             if bar is not None:
                 bar.close()
         return self.history
@@ -612,6 +704,10 @@ class Trainer:
             factor = 0.5 * (1 + math.cos(math.pi * self.step_count / num_steps))
         else:
             factor = 1 - self.step_count / num_steps
+        if self.players is None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr * factor
+            return
         for opt, lr in self._optimizers():
             for group in opt.param_groups:
                 group["lr"] = lr * factor
@@ -637,7 +733,7 @@ class Trainer:
         """Average the losses over windows of ``log_every`` steps aligned on the step number;
         the last window of a run is recorded early if unaligned (and replaced if the run
         resumes). Each player's loss of a several-player objective has a curve of its own."""
-        keys = [k for k in metrics if k.startswith("loss")]
+        keys = ("loss",) if len(metrics) == 1 else [k for k in metrics if k.startswith("loss")]
         if not self._log_count:
             self._log_sums = dict.fromkeys(keys, 0.0)
         for k in keys:

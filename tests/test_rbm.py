@@ -2,6 +2,7 @@
 bracket, Gibbs sampling against the enumerated distribution, contrastive-divergence gradients
 against the exact gradient, the trainer's closed-form step, and scikit-learn compatibility."""
 
+import copy
 import itertools
 import json
 
@@ -166,6 +167,11 @@ def test_closed_form_gradients_equal_autograd_of_the_cd_loss(visible):
     torch.testing.assert_close(loss, surrogate.detach(), rtol=1e-5, atol=1e-5)
     for p in m.parameters():
         torch.testing.assert_close(grads[p], p.grad, rtol=1e-5, atol=1e-5)
+    # the same shapes again in double precision (the row weights follow the dtype)
+    m.double()
+    loss64, _ = m.contrastive_gradients(x.double(), neg.double(), scale=0.3)
+    assert loss64.dtype == torch.float64
+    torch.testing.assert_close(loss64.float(), loss, rtol=1e-5, atol=1e-5)
 
 
 def _exact_nll_gradient(m, x):
@@ -248,24 +254,84 @@ def test_the_unnormalized_density_is_the_programs_site():
         site["fn"].sample()
 
 
-def test_ppdgm_sgd_is_torch_sgd():
+@pytest.mark.parametrize(
+    "momentum,weight_decay", [(0.7, 0.01), (0.7, 0.0), (0.0, 0.01), (0.0, 0.0)]
+)
+def test_ppdgm_sgd_is_torch_sgd(momentum, weight_decay):
     torch.manual_seed(0)
-    a = [torch.nn.Parameter(torch.randn(3, 2)), torch.nn.Parameter(torch.randn(4))]
+    a = [torch.nn.Parameter(torch.randn(3, 2)) for _ in range(2)] + [
+        torch.nn.Parameter(torch.randn(4))
+    ]
     b = [torch.nn.Parameter(p.detach().clone()) for p in a]
-    ours = SGD(a, lr=0.1, momentum=0.7, weight_decay=0.01)
-    ref = torch.optim.SGD(b, lr=0.1, momentum=0.7, weight_decay=0.01)
-    for step in range(4):
+    ours = SGD(a, lr=0.1, momentum=momentum, weight_decay=weight_decay)
+    ref = torch.optim.SGD(b, lr=0.1, momentum=momentum, weight_decay=weight_decay)
+    for step in range(6):
         g = [torch.randn_like(p) for p in a]
         for p, q, gi in zip(a, b, g, strict=True):
             p.grad, q.grad = gi.clone(), gi.clone()
-        if step == 2:  # a parameter without a gradient is left alone, as torch does
+        if step < 2:  # the last parameter's first gradient comes after the others' (a mix of
+            a[2].grad = b[2].grad = None  # momentum buffers and none)
+        if step == 3:  # a parameter without a gradient is left alone, as torch does
             a[1].grad = b[1].grad = None
+        if step == 4:
+            for group in (*ours.param_groups, *ref.param_groups):
+                group["lr"] = 0.05  # a schedule's new rate is used
+        ours.step()
+        ref.step()
+        for p, q in zip(a, b, strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    if momentum:
+        for p, q in zip(a, b, strict=True):
+            torch.testing.assert_close(
+                ours.state[p]["momentum_buffer"], ref.state[q]["momentum_buffer"]
+            )
+    fresh = SGD([torch.nn.Parameter(torch.zeros_like(p)) for p in a], lr=0.1, momentum=0.5)
+    fresh.load_state_dict(ours.state_dict())  # the same state layout
+
+
+def test_ppdgm_sgd_takes_mixed_dtypes_and_torch_state():
+    # parameters torch's fused kernel cannot take together (two dtypes) step the unfused way;
+    # a state dict from torch's SGD continues identically
+    torch.manual_seed(1)
+    a = [torch.nn.Parameter(torch.randn(3)), torch.nn.Parameter(torch.randn(2).double())]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    ref = torch.optim.SGD(b, lr=0.1, momentum=0.9)
+    ours = SGD(a, lr=0.1, momentum=0.9)
+    for step in range(3):
+        g = [torch.randn_like(p) for p in a]
+        for p, q, gi in zip(a, b, g, strict=True):
+            p.grad, q.grad = gi.clone(), gi.clone()
+        if step == 1:
+            ours.load_state_dict(copy.deepcopy(ref.state_dict()))  # (no shared buffers)
+            with torch.no_grad():
+                for p, q in zip(a, b, strict=True):
+                    p.copy_(q)
         ours.step()
         ref.step()
     for p, q in zip(a, b, strict=True):
         torch.testing.assert_close(p, q)
-    fresh = SGD([torch.nn.Parameter(torch.zeros_like(p)) for p in a], lr=0.1, momentum=0.5)
-    fresh.load_state_dict(ours.state_dict())  # the same state layout
+
+
+def test_no_grad_decorator_switches_gradients_off_and_back():
+    from ppdgm._utils import no_grad
+
+    seen = []
+
+    @no_grad
+    def f(fail=False):
+        seen.append(torch.is_grad_enabled())
+        if fail:
+            raise ValueError("boom")
+        return 1
+
+    assert f() == 1 and torch.is_grad_enabled()
+    with pytest.raises(ValueError, match="boom"):
+        f(fail=True)
+    assert torch.is_grad_enabled()  # restored after an exception
+    with torch.no_grad():
+        f()
+        assert not torch.is_grad_enabled()
+    assert seen == [False, False, False] and f.__name__ == "f"
 
 
 def test_linear_schedule_and_momentum_options():

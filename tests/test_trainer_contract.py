@@ -67,6 +67,35 @@ def test_each_epoch_is_a_permutation_in_full_batches():
     assert [b.long().tolist() for b in quad3.batches] != batches[:2]
 
 
+@pytest.mark.parametrize("copy_limit", [0, 2**30])
+def test_gathering_per_pass_or_per_step_gives_the_same_batches(monkeypatch, tmp_path, copy_limit):
+    # small data is shuffled once per pass and sliced; data over the limit is gathered per
+    # step: the batches, across passes and across a resume, are the same either way
+    pairs = (DATA, torch.arange(10, 20, dtype=torch.float32))
+    ref, quad_ref = _trainer()
+    ref.run(pairs, 9, progress=False)
+    monkeypatch.setattr(train_module, "_SHUFFLE_COPY_BYTES", copy_limit)
+    part, quad_part = _trainer()
+    part.run(pairs, 4, progress=False, checkpoint_path=tmp_path / "c.pt")
+    assert part._shuffled is None  # the shuffled copy is not kept past a run
+    rest, quad_rest = _trainer(quad=ViewRecorder())
+    rest.run(pairs, 9, progress=False, checkpoint_path=tmp_path / "c.pt", resume=True)
+    got = [b.tolist() for b in quad_part.batches + quad_rest.batches]
+    assert got == [b.tolist() for b in quad_ref.batches]
+    # a slice of the shuffled copy is a view; a gathered batch is not
+    assert quad_rest.views == [bool(copy_limit)] * 5
+
+
+class ViewRecorder(Quadratic):
+    def __init__(self):
+        super().__init__()
+        self.views = []
+
+    def forward(self, x, *rest):
+        self.views.append(x._base is not None)
+        return super().forward(x, *rest)
+
+
 def test_a_batch_larger_than_the_data_is_the_whole_data():
     tr, quad = _trainer(batch_size=64)
     tr.run(DATA, 2, progress=False)

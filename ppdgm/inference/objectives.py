@@ -337,23 +337,27 @@ class _ContrastiveDivergenceModule(ObjectiveModule):
             return self._replay(density, x)
         # a chain's state is the data's shape, or the density's own (e.g. a DBM's [v, h1, h2])
         own_states = density.init is not None
+        chains = self._buffers["chains"]  # (the module's attribute lookup is slow on a hot path)
         if not objective.persistent:
             start = x
         elif (
-            self.chains.numel()
-            and self.chains.device == x.device
-            and (own_states or self.chains.shape[1:] == x.shape[1:])
+            chains.numel()
+            and chains.device == x.device
+            and (own_states or chains.shape[1:] == x.shape[1:])
         ):
-            start = self.chains
+            start = chains
         elif own_states:  # the first step: fresh chains from the density's initializer
             start = density.init(objective.num_chains or x.shape[0]).to(x.device)
         else:  # the first step: the chains start at data
             m = objective.num_chains or x.shape[0]
             start = x[torch.randint(x.shape[0], (m,), device=x.device)] if m != x.shape[0] else x
-        with torch.no_grad():
-            neg = density.sampler(start.detach(), objective.num_steps)
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                neg = density.sampler(start.detach(), objective.num_steps)
+        else:  # (the trainer's closed-form step; entering no_grad again costs a small model)
+            neg = density.sampler(start, objective.num_steps)
         if objective.persistent:
-            self.chains = neg
+            self._buffers["chains"] = neg
         return neg
 
     def _replay(self, density, x: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule
 from torch import nn
 
-from .._utils import floored_std
+from .._utils import floored_std, no_grad
 from ..distributions import UnnormalizedDensity
 from ..errors import ConfigError
 
@@ -109,17 +109,16 @@ class RBM(PyroModule):
         a = torch.addmm(self.visible_bias, h, self.weight)
         return torch.sigmoid(a) if self.visible == "bernoulli" else a
 
-    @torch.no_grad()
+    @no_grad
     def gibbs(self, v: torch.Tensor, num_steps: int = 1) -> torch.Tensor:
         """``num_steps`` sweeps of block Gibbs sampling (h given v, then v given h) from v."""
         params = self._parameters  # PyroModule's attribute lookup is slow on a hot path
         w, b, c = params["weight"], params["visible_bias"], params["hidden_bias"]
-        wt = w.t()
         for _ in range(int(num_steps)):
-            h = bernoulli(torch.sigmoid(torch.addmm(c, v, wt)))
+            h = bernoulli(F.linear(v, w, c).sigmoid_())
             a = torch.addmm(b, h, w)
             v = (
-                bernoulli(torch.sigmoid(a))
+                bernoulli(a.sigmoid_())
                 if self.visible == "bernoulli"
                 else a.add_(torch.randn_like(a))
             )
@@ -209,7 +208,7 @@ class RBM(PyroModule):
         return RBMAnnealingPath(self, base_bias)
 
     # -- contrastive divergence ----------------------------------------------------------------
-    @torch.no_grad()
+    @no_grad
     def contrastive_gradients(
         self, x: torch.Tensor, negatives: torch.Tensor, scale: float = 1.0
     ) -> tuple[torch.Tensor, dict[torch.Tensor, torch.Tensor]]:
@@ -225,32 +224,38 @@ class RBM(PyroModule):
         """
         params = self._parameters  # PyroModule's attribute lookup is slow on a hot path
         w, b, c = params["weight"], params["visible_bias"], params["hidden_bias"]
-        n, m = x.shape[0], negatives.shape[0]
-        coef = self._row_weights(n, m, float(scale), x)
+        coef, coef_column = self._row_weights(x.shape[0], negatives.shape[0], float(scale), x)
         v = torch.cat((x, negatives))
-        a = torch.addmm(c, v, w.t())
-        weighted = torch.sigmoid(a).mul_(coef[:, None])
-        grad_w = weighted.t() @ v
+        a = F.linear(v, w, c)
+        weighted = torch.sigmoid(a).mul_(coef_column)
+        grad_w = weighted.t().mm(v)
         grad_c = weighted.sum(0)
         # the weights sum to zero, so the Gaussian units' sum of coef * (v - b) is coef @ v
-        grad_b = coef @ v
+        grad_b = v.t().mv(coef)
         # loss = -sum_r coef_r F(v_r) = sum_r coef_r (visible term + sum_j softplus(a_rj))
-        loss = (coef @ F.softplus(a)).sum() + grad_b @ b
-        if self.visible == "gaussian":
-            loss = loss - 0.5 * (coef @ v.square().sum(1))
+        loss = torch.addmv(F.softplus(a).sum(1), v, b).dot(coef)
+        if self.visible == "gaussian":  # visible term -(v - b)^2 / 2 = v.b - v^2 / 2 - b^2 / 2
+            loss = loss - 0.5 * v.square().sum(1).dot(coef)
         return loss, {w: grad_w, b: grad_b, c: grad_c}
 
-    def _row_weights(self, n: int, m: int, scale: float, like: torch.Tensor) -> torch.Tensor:
-        key = (n, m, scale, like.device, like.dtype)
+    def _row_weights(
+        self, n: int, m: int, scale: float, like: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (n + m,) row weights (-scale for data, scale n / m for negatives) and the same
+        as an (n + m, 1) column, made once per batch shape."""
         cache = self.__dict__.setdefault("_row_weight_cache", {})
-        if key not in cache:
-            cache.clear()
-            cache[key] = torch.cat(
-                (
-                    torch.full((n,), -scale, dtype=like.dtype, device=like.device),
-                    torch.full((m,), scale * n / m, dtype=like.dtype, device=like.device),
-                )
+        key = (n, m, scale)
+        hit = cache.get(key)
+        if hit is not None and hit[0].dtype == like.dtype and hit[0].device == like.device:
+            return hit
+        cache.clear()
+        coef = torch.cat(
+            (
+                torch.full((n,), -scale, dtype=like.dtype, device=like.device),
+                torch.full((m,), scale * n / m, dtype=like.dtype, device=like.device),
             )
+        )
+        cache[key] = coef, coef[:, None]
         return cache[key]
 
 
