@@ -320,6 +320,11 @@ class Trainer:
             Both decay to 0 at the last step, as functions of the step count alone, so a
             resumed run keeps the schedule.
         momentum: the momentum of ``sgd`` and ``rmsprop`` (refused for the others).
+        num_threads: CPU threads torch's operations use during :meth:`run` (torch's setting is
+            restored afterwards; it is process-wide meanwhile); None leaves torch's setting. On
+            a small model (an RBM's tensors of a few thousand numbers) one thread is faster:
+            its operations are too small for threads to pay, and they wait on any other busy
+            core.
 
     An objective whose module gives its gradient in closed form
     (:meth:`~ppdgm.inference.ObjectiveModule.loss_and_gradients`, e.g. contrastive divergence
@@ -344,7 +349,10 @@ class Trainer:
         weight_decay: float = 0.0,
         lr_schedule: str = "constant",
         momentum: float = 0.0,
+        num_threads: int | None = None,
     ):
+        if num_threads is not None:
+            check_int("num_threads", num_threads)
         if lr_schedule not in LR_SCHEDULES:
             raise ConfigError(
                 f"unknown lr_schedule {lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}"
@@ -382,6 +390,7 @@ class Trainer:
         if not self.params:
             raise ConfigError("the model, guide and objective have no trainable parameters")
         self.lr = float(lr)
+        self.num_threads = None if num_threads is None else int(num_threads)
         self.lr_schedule = lr_schedule
         self.weight_decay = float(weight_decay)
         self.batch_size = int(batch_size)
@@ -648,6 +657,9 @@ class Trainer:
                 self.best["stopped"] = True
             return self.best["stopped"] and early_stopping is not None
 
+        threads = torch.get_num_threads()
+        if self.num_threads is not None and self.device.type == "cpu":
+            torch.set_num_threads(self.num_threads)
         bar = _progress(progress, self.step_count, num_steps)
         t0 = t_last = time.perf_counter()
         step0 = self.step_count
@@ -692,6 +704,8 @@ class Trainer:
             self._rng = get_rng_state()
             self._in_run = False
             self._shuffled = None  # the shuffled copy of the data is not kept past the run
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
             if bar is not None:
                 bar.close()
         return self.history

@@ -312,6 +312,14 @@ def test_ppdgm_sgd_takes_mixed_dtypes_and_torch_state():
         torch.testing.assert_close(p, q)
 
 
+def test_small_machines_train_on_one_thread_and_large_ones_on_torchs_setting():
+    x = np.random.default_rng(0).integers(0, 2, (40, 64)).astype(np.float32)
+    small = ppdgm.RBM(num_hidden=16, seed=0, device="cpu").fit(x, num_steps=2, batch_size=20)
+    assert small.trainer_.num_threads == 1
+    big = ppdgm.RBM(num_hidden=1100, seed=0, device="cpu").fit(x, num_steps=1, batch_size=20)
+    assert big.trainer_.num_threads is None  # 64 x 1100 weights: over 2**16 parameters
+
+
 def test_no_grad_decorator_switches_gradients_off_and_back():
     from ppdgm._utils import no_grad
 

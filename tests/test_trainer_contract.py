@@ -113,6 +113,36 @@ def test_loss_is_per_example_and_the_step_is_plain_sgd():
     assert tr.step_count == 1
 
 
+def test_num_threads_holds_during_the_run_and_is_restored():
+    class ThreadRecorder(Quadratic):
+        def __init__(self, fail_at=None):
+            super().__init__(record=False)
+            self.threads, self.fail_at = [], fail_at
+
+        def forward(self, x, *rest):
+            self.threads.append(torch.get_num_threads())
+            loss = super().forward(x)
+            return loss * float("nan") if len(self.threads) == self.fail_at else loss
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tr, quad = _trainer(ThreadRecorder(), num_threads=1)
+        tr.run(DATA, 3, progress=False)
+        assert quad.threads == [1, 1, 1] and torch.get_num_threads() == 2
+        tr, quad = _trainer(ThreadRecorder(fail_at=2), num_threads=1)
+        with pytest.raises(TrainingDivergedError):
+            tr.run(DATA, 3, progress=False)
+        assert quad.threads == [1, 1] and torch.get_num_threads() == 2  # restored on error
+        tr, quad = _trainer(ThreadRecorder())  # None: torch's own setting
+        tr.run(DATA, 2, progress=False)
+        assert quad.threads == [2, 2]
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="num_threads"):
+        _trainer(num_threads=0)
+
+
 def test_weight_decay_reaches_the_optimizer():
     # SGD: theta -= lr * (grad + wd * theta); from theta = 1 on data all 1 the gradient is 0
     quad = Quadratic()

@@ -24,6 +24,8 @@ __all__ = ["DBM", "DeepEBM", "RBM"]
 EXACT_MAX_UNITS = 20
 #: the validation loss is the exact NLL up to this many enumerated units (cheap each time)
 _VAL_EXACT_MAX_UNITS = 16
+#: Boltzmann machines with fewer parameters train on one CPU thread (Trainer's num_threads)
+_ONE_THREAD_MAX_PARAMS = 2**16
 #: below this fraction of its chains, AIS's effective sample size draws a warning
 _AIS_MIN_ESS = 0.1
 
@@ -97,10 +99,13 @@ class _BoltzmannMachine(Estimator):
         return self.model_.model, None
 
     def _trainer_options(self) -> dict[str, Any]:
+        small = sum(p.numel() for p in self.model_.parameters()) < _ONE_THREAD_MAX_PARAMS
         return {
             "optimizer": "sgd",
             "momentum": float(self.momentum),
             "weight_decay": float(self.weight_decay),
+            # a small machine's step is some 20 operations on a few thousand numbers each
+            "num_threads": 1 if small else None,
         }
 
     def _enumerated_units(self) -> int:
