@@ -51,10 +51,11 @@ _NO_BEST = {"step": None, "value": math.inf, "bad_evals": 0, "stopped": False}
 
 class SGD(torch.optim.SGD):
     """:class:`torch.optim.SGD` (momentum, L2 weight decay) with a leaner step: torch's fused
-    kernel with momentum (one operation), ``foreach`` updates otherwise, no profiling wrapper. A small model's step (an RBM's, some 20
-    tensor operations) spends more time in ``torch.optim``'s per-step Python than in its
-    arithmetic; the update is the same, ``buf = momentum * buf + grad; p -= lr * buf`` (the
-    buffer starts at the first gradient), and so is the state dict."""
+    kernel when there is momentum (one operation), a ``foreach`` update otherwise, and no
+    profiling wrapper. A small model's step (an RBM's, some 20 tensor operations) spends more
+    time in ``torch.optim``'s per-step Python than in its arithmetic; the update is the same,
+    ``buf = momentum * buf + grad; p -= lr * buf`` (the buffer starts at the first gradient),
+    and so is the state dict."""
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, weight_decay: float = 0.0):
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
