@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ppdgm import NSF
 from ppdgm.data import load_data
+from ppdgm.errors import ConfigError
 from ppdgm.models.splines import SplineAutoregressive, SplineCoupling, rq_spline
 
 _pyro_spline = importlib.import_module("pyro.distributions.transforms.spline")
@@ -153,3 +154,77 @@ def test_nsf_trains_compiled_by_default_with_a_decaying_rate():
     assert any(v is not False for v in est.trainer_._loss.cache.values())
     assert est.trainer_.lr_schedule == "cosine"
     assert np.isfinite(est.score_samples(d.x_test[:50])).all()
+
+
+def _perturbed(layer, dim=5):
+    torch.manual_seed(1)
+    t = (
+        SplineAutoregressive(dim, (16, 16), 4, BOUND)
+        if layer == "autoregressive"
+        else SplineCoupling(dim, 2, (16, 16), 4, BOUND)
+    )
+    with torch.no_grad():
+        for p in t.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    return t
+
+
+def _jacobian_log_det(t, x):
+    return torch.stack(
+        [
+            torch.linalg.slogdet(torch.autograd.functional.jacobian(lambda v: t._call(v), row))[1]
+            for row in x
+        ]
+    )
+
+
+@pytest.mark.parametrize("layer", ["autoregressive", "coupling"])
+def test_the_last_passs_log_det_is_reused_for_its_own_pair_only(layer, float64):
+    t = _perturbed(layer)
+    net = t.arn if layer == "autoregressive" else t.net
+    calls = []
+    net.register_forward_hook(lambda *args: calls.append(1))
+    x = torch.randn(6, 5, dtype=torch.float64)
+    expected = _jacobian_log_det(t, x).detach()
+    x2 = torch.randn(6, 5, dtype=torch.float64)
+    expected2 = _jacobian_log_det(t, x2).detach()
+    fresh = _perturbed(layer)  # no pass yet: the log-det is computed, not looked up
+    torch.testing.assert_close(fresh.log_abs_det_jacobian(x, t._call(x)), expected)
+    calls.clear()
+    y = t._call(x)
+    torch.testing.assert_close(t.log_abs_det_jacobian(x, y), expected)
+    assert len(calls) == 1  # the forward pass's own log-det, no second network pass
+    # another x (with the same y, or its own) is computed afresh
+    torch.testing.assert_close(t.log_abs_det_jacobian(x2, y), expected2)
+    torch.testing.assert_close(t.log_abs_det_jacobian(x2.clone(), t._call(x2)), expected2)
+    # the inverse pass leaves the log-det of its pair too
+    y = y.detach().clone()
+    x_back = t._inverse(y)
+    calls.clear()
+    torch.testing.assert_close(t.log_abs_det_jacobian(x_back, y), expected)
+    assert not calls
+
+
+def test_knot_parameters_must_agree_on_the_number_of_bins():
+    w, h, d = _params(3)
+    x = torch.zeros(3, dtype=torch.float64)
+    for bad in ((w, h[:, 1:], d), (w, h, d[:, 1:]), (w, h, torch.cat([d, d[:, :2]], 1))):
+        with pytest.raises(ConfigError, match=f"a spline of {K} bins takes {K} heights"):
+            rq_spline(x, *bad, BOUND)
+
+
+@pytest.mark.parametrize("layer", ["autoregressive", "coupling"])
+def test_layers_take_batch_dimensions(layer, float64):
+    t = _perturbed(layer)
+    x = torch.randn(2, 3, 5, dtype=torch.float64)
+    y = t._call(x)
+    flat = t._call(x.reshape(6, 5))
+    torch.testing.assert_close(y, flat.reshape(2, 3, 5))
+    ld = t.log_abs_det_jacobian(x, y)
+    assert ld.shape == (2, 3)
+    torch.testing.assert_close(
+        ld, t.log_abs_det_jacobian(x.reshape(6, 5).clone(), flat).reshape(2, 3)
+    )
+    y = y.detach().clone()
+    torch.testing.assert_close(t._inverse(y), x)
+    torch.testing.assert_close(t.log_abs_det_jacobian(x, y), ld)  # the inverse pass's own

@@ -392,7 +392,8 @@ class _ContrastiveDivergenceModule(ObjectiveModule):
         return loss
 
     def loss_and_gradients(self, x: torch.Tensor, scale: float = 1.0):
-        self.density(x)
+        if self._density is None:
+            self.density(x)
         if self._closed is None:
             return None
         return self._closed(x, self.negatives(x), scale)

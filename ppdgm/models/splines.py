@@ -24,6 +24,8 @@ from pyro.distributions.torch_transform import TransformModule
 from pyro.nn import AutoRegressiveNN, DenseNN
 from torch.distributions import constraints
 
+from ..errors import ConfigError
+
 __all__ = ["rq_spline", "SplineAutoregressive", "SplineCoupling"]
 
 # the unconstrained derivative whose softplus, plus the minimum, is 1 (the identity's slope)
@@ -54,8 +56,16 @@ def rq_spline(
     Returns:
         ``(y, log_det)``: the image and ``log |dy/dx|`` of the map applied (for the inverse,
         the log-derivative of the inverse map), both shaped like ``x``.
+
+    Raises:
+        ConfigError: the knot parameters disagree on K.
     """
     k = widths.shape[-1]
+    if not torch.jit.is_tracing() and (heights.shape[-1] != k or derivatives.shape[-1] != k - 1):
+        raise ConfigError(
+            f"a spline of {k} bins takes {k} heights and {k - 1} inner derivatives; got "
+            f"{heights.shape[-1]} and {derivatives.shape[-1]}"
+        )
     # (element-wise kernels on strided slices of a network's output are several times slower)
     widths, heights, derivatives = (t.contiguous() for t in (widths, heights, derivatives))
     # bins and knots on the unit interval (the map is computed there, then scaled back)
