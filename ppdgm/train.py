@@ -74,6 +74,14 @@ class SGD(torch.optim.SGD):
             if not params:
                 continue
             momentum = group["momentum"]
+            if momentum:
+                # the buffers of the last fused step, while the parameters with gradients and
+                # the optimizer's state (load_state_dict replaces it) are the same
+                ids = tuple(map(id, params))
+                last = self._last_fused.get(id(group))
+                if last is not None and last[0] == ids and last[1] is self.state:
+                    self._fused_step(group, params, grads, last[2], first=False)
+                    continue
             states = [self.state[p] for p in params] if momentum else []
             bufs = [st.get("momentum_buffer") for st in states]
             first = bool(bufs) and all(buf is None for buf in bufs)
@@ -87,18 +95,8 @@ class SGD(torch.optim.SGD):
                     bufs = [torch.empty_like(g) for g in grads]
                     for st, buf in zip(states, bufs, strict=True):
                         st["momentum_buffer"] = buf
-                torch._fused_sgd_(
-                    params,
-                    grads,
-                    bufs,
-                    weight_decay=group["weight_decay"],
-                    momentum=momentum,
-                    lr=group["lr"],
-                    dampening=0.0,
-                    nesterov=False,
-                    maximize=False,
-                    is_first_step=first,
-                )
+                self._fused_step(group, params, grads, bufs, first)
+                self._last_fused[id(group)] = (tuple(map(id, params)), self.state, bufs)
                 continue
             if group["weight_decay"]:
                 grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
@@ -115,6 +113,25 @@ class SGD(torch.optim.SGD):
 
     # torch.optim wraps each optimizer class's step with profiling hooks unless marked
     step.hooked = True
+
+    @property
+    def _last_fused(self) -> dict:
+        return self.__dict__.setdefault("_last_fused_cache", {})
+
+    @staticmethod
+    def _fused_step(group, params, grads, bufs, first: bool) -> None:
+        torch._fused_sgd_(
+            params,
+            grads,
+            bufs,
+            weight_decay=group["weight_decay"],
+            momentum=group["momentum"],
+            lr=group["lr"],
+            dampening=0.0,
+            nesterov=False,
+            maximize=False,
+            is_first_step=first,
+        )
 
     def _fusable(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> bool:
         """Whether torch's fused SGD kernel takes these: dense floating tensors on one CPU or

@@ -289,6 +289,29 @@ def test_ppdgm_sgd_is_torch_sgd(momentum, weight_decay):
     fresh.load_state_dict(ours.state_dict())  # the same state layout
 
 
+def test_ppdgm_sgd_continues_from_a_loaded_state():
+    # the fused steps keep their momentum buffers between steps: a loaded state replaces them
+    torch.manual_seed(2)
+    a = [torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(3))]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    ours, ref = SGD(a, lr=0.1, momentum=0.9), torch.optim.SGD(b, lr=0.1, momentum=0.9)
+    for step in range(5):
+        g = [torch.randn_like(p) for p in a]
+        for p, q, gi in zip(a, b, g, strict=True):
+            p.grad, q.grad = gi.clone(), gi.clone()
+        if step == 2:  # both continue from other momentum buffers
+            for q in b:
+                ref.state[q]["momentum_buffer"] = torch.randn_like(q)
+            ours.load_state_dict(copy.deepcopy(ref.state_dict()))
+        ours.step()
+        ref.step()
+    for p, q in zip(a, b, strict=True):
+        torch.testing.assert_close(p, q)
+        torch.testing.assert_close(
+            ours.state[p]["momentum_buffer"], ref.state[q]["momentum_buffer"]
+        )
+
+
 def test_ppdgm_sgd_takes_mixed_dtypes_and_torch_state():
     # parameters torch's fused kernel cannot take together (two dtypes) step the unfused way;
     # a state dict from torch's SGD continues identically
