@@ -675,16 +675,16 @@ class Trainer:
                 self.best["stopped"] = True
             return self.best["stopped"] and early_stopping is not None
 
-        threads = torch.get_num_threads()
-        if self.num_threads is not None and self.device.type == "cpu":
-            torch.set_num_threads(self.num_threads)
         bar = _progress(progress, self.step_count, num_steps)
         t0 = t_last = time.perf_counter()
         step0 = self.step_count
         set_rng_state(self._rng)
         self._in_run = True
         self._set_training(True)
+        threads = torch.get_num_threads()
         try:
+            if self.num_threads is not None and self.device.type == "cpu":
+                torch.set_num_threads(self.num_threads)
             with _DeferredInterrupt() as interrupt:
                 while self.step_count < num_steps and not stop():
                     batch = self._next_batch(data)
