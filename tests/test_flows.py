@@ -360,3 +360,41 @@ def test_log_prob_of_the_same_tensor_follows_the_parameters(name, float64):
     assert not torch.allclose(after, before)
     trace = pyro.poutine.trace(flow.model).get_trace(x)
     torch.testing.assert_close(trace.nodes["x"]["fn"].log_prob(x), after)
+
+
+def test_spline_flow_layers_follow_their_kind_and_settings():
+    from ppdgm.models.splines import SplineAutoregressive, SplineCoupling
+
+    layers, inverted = nsf_layers(4, 3, (8,), count_bins=5, bound=2.5, kind="autoregressive")
+    assert [type(t) for t in layers] == [SplineAutoregressive] * 3 and inverted == [True] * 3
+    assert all(t.count_bins == 5 and t.bound == 2.5 for t in layers)
+    # the network's ordering reverses from one layer to the next
+    orders = [t.arn.permutation.tolist() for t in layers]
+    assert orders == [[0, 1, 2, 3], [3, 2, 1, 0], [0, 1, 2, 3]]
+    layers, inverted = nsf_layers(4, 3, (8,), count_bins=5, bound=2.5, kind="coupling")
+    kinds = [type(t) for t in layers]
+    assert kinds == [SplineCoupling, PermuteLayer] * 2 + [SplineCoupling]
+    assert inverted == [False] * 5
+    assert all(t.count_bins == 5 and t.bound == 2.5 for t in layers[::2])
+    with pytest.raises(ConfigError, match="unknown spline flow kind 'spline'"):
+        nsf_layers(4, 2, (8,), kind="spline")
+
+
+def test_realnvp_scale_is_softly_bounded_and_a_fresh_layer_is_the_identity():
+    torch.manual_seed(0)
+    layers, _ = realnvp_layers(4, 2, (8, 8))
+    x = torch.randn(5, 4)
+    couplings = layers[::2]
+    assert [type(t).__name__ for t in layers] == ["AffineCoupling", "PermuteLayer"] * 1 + [
+        "AffineCoupling"
+    ]
+    for t in couplings:
+        torch.testing.assert_close(t(x), x)  # the output layer of every network starts at 0
+    scale = layers[0].nn
+    with torch.no_grad():
+        last = scale.net.layers[-1]
+        last.bias.copy_(torch.tensor([0.0, 0.0, 0.01, 30.0]))  # (shift, shift, s, s)
+    _, log_scale = scale(x[:, :2])
+    # limit * tanh(s / limit): slope 1 near 0, never past the limit
+    torch.testing.assert_close(log_scale[:, 0], torch.full((5,), 0.01), rtol=1e-3, atol=0)
+    assert (log_scale[:, 1] <= scale.limit).all() and (log_scale[:, 1] > 0.99 * scale.limit).all()
