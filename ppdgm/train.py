@@ -133,28 +133,19 @@ class SGD(torch.optim.SGD):
             is_first_step=first,
         )
 
-    def _fusable(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> bool:
+    @staticmethod
+    def _fusable(params: list[torch.Tensor], grads: list[torch.Tensor]) -> bool:
         """Whether torch's fused SGD kernel takes these: dense floating tensors on one CPU or
-        CUDA device, of one dtype. Checked in full once per set of parameters and place of the
-        first (a module moves all its parameters together)."""
-        p0 = params[0]
-        key = (tuple(map(id, params)), p0.device, p0.dtype)
-        cache = self.__dict__.setdefault("_fusable_cache", {})
-        ok = cache.get(key)
-        if ok is None:
-            device, dtype = p0.device, p0.dtype
-            ok = (
-                device.type in ("cpu", "cuda")
-                and dtype.is_floating_point
-                and all(
-                    t.device == device and t.dtype == dtype and t.layout == torch.strided
-                    for t in (*params, *grads)
-                )
+        CUDA device, of one dtype (asked only when no fused step's buffers are remembered)."""
+        device, dtype = params[0].device, params[0].dtype
+        return (
+            device.type in ("cpu", "cuda")
+            and dtype.is_floating_point
+            and all(
+                t.device == device and t.dtype == dtype and t.layout == torch.strided
+                for t in (*params, *grads)
             )
-            if len(cache) > 16:
-                cache.clear()
-            cache[key] = ok
-        return ok
+        )
 
 
 OPTIMIZERS = {
@@ -597,8 +588,6 @@ class Trainer:
         if cached[2] is None:
             idx = self._perm[start:stop].to(self.device)
             return tuple(d[idx] for d in data)
-        if len(data) == 1:
-            return (cached[2][0][start:stop],)
         return tuple(d[start:stop] for d in cached[2])
 
     # -- the loop --------------------------------------------------------------------------
@@ -736,10 +725,6 @@ class Trainer:
             factor = 0.5 * (1 + math.cos(math.pi * self.step_count / num_steps))
         else:
             factor = 1 - self.step_count / num_steps
-        if self.players is None:
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.lr * factor
-            return
         for opt, lr in self._optimizers():
             for group in opt.param_groups:
                 group["lr"] = lr * factor

@@ -16,6 +16,7 @@ from pyro.distributions.util import scale_and_mask
 from torch import nn
 from torch.distributions import kl_divergence
 
+from .._utils import no_grad
 from ..errors import ConfigError
 from .traces import log_weights, run_pair, sample_sites, site_log_prob
 
@@ -329,8 +330,10 @@ class _ContrastiveDivergenceModule(ObjectiveModule):
             self._closed = getattr(owner, "contrastive_gradients", None)
         return self._density
 
+    @no_grad
     def negatives(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's samples for this step (and, for PCD, the chains' new state)."""
+        """The model's samples for this step (and, for PCD, the chains' new state), drawn with
+        no autograd graph (a sampler that needs gradients, e.g. Langevin's, enables them)."""
         objective = self.objective
         density = self.density(x)
         if objective.replay:
@@ -351,11 +354,7 @@ class _ContrastiveDivergenceModule(ObjectiveModule):
         else:  # the first step: the chains start at data
             m = objective.num_chains or x.shape[0]
             start = x[torch.randint(x.shape[0], (m,), device=x.device)] if m != x.shape[0] else x
-        if torch.is_grad_enabled():
-            with torch.no_grad():
-                neg = density.sampler(start.detach(), objective.num_steps)
-        else:  # (the trainer's closed-form step; entering no_grad again costs a small model)
-            neg = density.sampler(start, objective.num_steps)
+        neg = density.sampler(start, objective.num_steps)
         if objective.persistent:
             self._buffers["chains"] = neg
         return neg
@@ -368,15 +367,13 @@ class _ContrastiveDivergenceModule(ObjectiveModule):
             )
         size = objective.num_chains
         if self.chains.shape != (size, *x.shape[1:]) or self.chains.device != x.device:
-            with torch.no_grad():
-                self.chains = density.init(size).detach().to(x.device)
+            self.chains = density.init(size).to(x.device)
         idx = torch.randint(size, (x.shape[0],), device=x.device)
         start = self.chains[idx]
         fresh = torch.rand(x.shape[0], device=x.device) < objective.reinit
         if fresh.any():
             start[fresh] = density.init(int(fresh.sum())).to(start.dtype)
-        with torch.no_grad():
-            neg = density.sampler(start.detach(), objective.num_steps)
+        neg = density.sampler(start, objective.num_steps)
         self.chains[idx] = neg
         return neg
 
