@@ -8,6 +8,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from pyro.poutine.util import site_is_subsample
 from scipy.stats import chisquare
 
 from ppdgm import FVSBN, MADE, NADE
@@ -183,6 +184,98 @@ def test_made_masks_follow_the_degrees():
     assert not masks[2][2].any()  # the first in the ordering has no inputs before it
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         made_masks(torch.arange(1), (3,))
+
+
+@pytest.mark.parametrize("hidden", [(200,), (200, 200)], ids=["one_layer", "two_layers"])
+def test_made_masks_connect_every_earlier_input_and_leave_no_unit_idle(hidden):
+    order = torch.tensor([2, 0, 4, 1, 3])
+    masks = made_masks(order, hidden, torch.Generator().manual_seed(0))
+    rank = torch.empty(5, dtype=torch.long)
+    rank[order] = torch.arange(5)
+    path = masks[0]
+    for m in masks[1:]:
+        path = m @ path
+    # with many hidden units, output d reaches exactly the inputs before it through them
+    assert torch.equal(path > 0, rank[None, :] < rank[:, None])
+    # degrees stay in [0, D - 2]: every last-layer unit feeds some output, and the input last
+    # in the ordering (which no output may see) feeds no unit
+    assert masks[-1].any(0).all()
+    assert not masks[0][:, int(order[-1])].any()
+    assert masks[0][:, int(order[-2])].any()
+    two = made_masks(torch.tensor([1, 0]), (3,))  # the smallest MADE: D = 2
+    assert torch.equal(two[1], torch.tensor([[1.0] * 3, [0.0] * 3]))  # dim 0 comes second
+
+
+def test_orderings_and_masks_come_from_the_given_generator_alone():
+    def draw(global_seed):
+        torch.manual_seed(global_seed)
+        orders = random_orders(6, 3, torch.Generator().manual_seed(4))
+        net = MADENet(orders, (9,), generator=torch.Generator().manual_seed(4))
+        return orders, [getattr(net, f"mask{i}") for i in range(2)]
+
+    (o1, m1), (o2, m2) = draw(0), draw(1)
+    assert torch.equal(o1, o2)
+    assert all(torch.equal(a, b) for a, b in zip(m1, m2, strict=True))
+    assert not torch.equal(m1[0][1], m1[0][2])  # each ordering has its own connectivity
+
+
+def test_made_dropout_acts_only_while_training():
+    orders = random_orders(5, 2, torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    net = MADENet(orders, (64,), dropout=0.5, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        net.direct.weight.normal_()
+    x = torch.rand(8, 5)
+    net.eval()
+    plain = MADENet(orders, (64,), generator=torch.Generator().manual_seed(0))
+    plain.load_state_dict(net.state_dict())
+    plain.eval()
+    for k in range(2):
+        torch.testing.assert_close(net(x, k), plain(x, k))
+        torch.testing.assert_close(net(x, k), net(x, k))
+    torch.testing.assert_close(net.forward_all(x), plain.forward_all(x))
+    net.train()
+    assert not torch.allclose(net(x, 0), plain(x, 0))
+    assert not torch.allclose(net.forward_all(x), plain.forward_all(x))
+
+
+def _sample_sites(trace):
+    return {
+        n
+        for n, s in trace.nodes.items()
+        if s["type"] == "sample" and not site_is_subsample(s)  # not the plates' own sites
+    }
+
+
+def test_programs_draw_the_ordering_only_when_there_are_several():
+    xs = torch.tensor(list(itertools.product([0.0, 1.0], repeat=5)))[:4]
+    two = _made(random_orders(5, 2, torch.Generator().manual_seed(0)))
+    one = _made(torch.arange(5)[None])
+    for model, sites in ((two, {"ordering", "x"}), (one, {"x"})):
+        trace = pyro.poutine.trace(model.model).get_trace(xs)
+        assert _sample_sites(trace) == sites
+        assert _sample_sites(pyro.poutine.trace(model.guide).get_trace(xs)) == sites - {"x"}
+    # without an ordering given, the model follows the natural one
+    natural = AutoregressiveBernoulli(fvsbn_net(torch.arange(4)), 4)
+    assert natural.orders.tolist() == [[0, 1, 2, 3]] and natural.num_orderings == 1
+
+
+def test_logits_of_every_ordering_for_a_net_without_a_batched_pass():
+    orders = random_orders(5, 3, torch.Generator().manual_seed(2))
+    made = _made(orders)
+
+    class PerOrdering(torch.nn.Module):  # MADE's net seen through its per-ordering pass only
+        def __init__(self, net):
+            super().__init__()
+            self.inner = net
+
+        def forward(self, x, k=0):
+            return self.inner(x, k)
+
+    model = AutoregressiveBernoulli(PerOrdering(made.net), 5, orders)
+    xs = torch.tensor(list(itertools.product([0.0, 1.0], repeat=5)))
+    torch.testing.assert_close(model.logits_all(xs), made.logits_all(xs))
+    torch.testing.assert_close(model.log_prob(xs), made.log_prob(xs))
 
 
 def test_nade_likelihood_is_its_conditionals_computed_one_position_at_a_time():
