@@ -208,3 +208,52 @@ def test_pixelcnn_learns_the_binary_digits(gated):
     nll = -est.score(x_test)
     # 64 fair coins cost 44.4 nats; a factorized Bernoulli fitted to the digits about 29
     assert nll < 24.0, nll
+
+
+def _centre(conv):
+    """The centre taps of a masked convolution's mask, (out, in)."""
+    kh, kw = conv.mask.shape[-2:]
+    return conv.mask[:, :, kh // 2, kw // 2]
+
+
+@pytest.mark.parametrize("channels_in", [1, 3])
+def test_only_the_first_layer_is_of_type_a(channels_in):
+    gated, plain = _nets(channels_in, layers=3)
+    first_h, *later_h = gated.h_convs
+    groups_in = channel_groups(channels_in, channels_in)
+    groups_f = channel_groups(8 * channels_in, channels_in)
+    halves = torch.cat([groups_f] * 2)
+    type_a = (groups_in[None, :] < halves[:, None]).double()
+    torch.testing.assert_close(_centre(first_h), type_a)
+    torch.testing.assert_close(
+        _centre(plain.first), (groups_in[None, :] < groups_f[:, None]).double()
+    )
+    # every later layer sees its own group's features at the centre (type B)
+    type_b_h = (groups_f[None, :] <= halves[:, None]).double()
+    type_b = (groups_f[None, :] <= groups_f[:, None]).double()
+    for conv in later_h:
+        torch.testing.assert_close(_centre(conv), type_b_h)
+    for conv in [*gated.h_res, *plain.blocks]:
+        torch.testing.assert_close(_centre(conv), type_b)
+
+
+def test_causal_mask_refuses_unknown_settings():
+    g = channel_groups(2, 1)
+    for kw in ({"centre": "b"}, {"rows": "NONE"}, {"centre_row": "right"}):
+        (name,) = kw
+        with pytest.raises(ValueError, match=f"unknown {name} '{kw[name]}'"):
+            MaskedConv2d.causal_mask(g, g, (3, 3), **kw)
+
+
+@pytest.mark.parametrize("gated", [True, False], ids=["gated", "plain"])
+def test_pixelcnn_dropout_acts_only_while_training(gated):
+    cls = GatedPixelCNNNet if gated else PixelCNNNet
+    torch.manual_seed(0)
+    net = cls(1, 1, channels=8, num_layers=2, dropout=0.5)
+    plain = cls(1, 1, channels=8, num_layers=2)
+    plain.load_state_dict(net.state_dict())
+    x = torch.rand(4, 1, 5, 5)
+    net.eval(), plain.eval()
+    torch.testing.assert_close(net(x), plain(x))
+    net.train()
+    assert not torch.allclose(net(x), plain(x))

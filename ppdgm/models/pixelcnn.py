@@ -98,6 +98,13 @@ class MaskedConv2d(nn.Conv2d):
             centre: the centre tap: ``"A"`` (from earlier channel groups only), ``"B"``
                 (earlier or the same group) or None (closed).
         """
+        for name, value, allowed in (
+            ("rows", rows, ("above", "none")),
+            ("centre_row", centre_row, ("left", "all", "none")),
+            ("centre", centre, ("A", "B", None)),
+        ):
+            if value not in allowed:
+                raise ValueError(f"causal_mask: unknown {name} {value!r}; one of {allowed}")
         kh, kw = kernel
         mask = torch.zeros(len(out_groups), len(in_groups), kh, kw)
         if rows == "above":
