@@ -257,3 +257,19 @@ def test_pixelcnn_dropout_acts_only_while_training(gated):
     torch.testing.assert_close(net(x), plain(x))
     net.train()
     assert not torch.allclose(net(x), plain(x))
+
+
+def test_causal_mask_of_a_five_by_five_kernel_tap_by_tap():
+    g = channel_groups(1, 1)
+    a = MaskedConv2d.causal_mask(g, g, (5, 5), centre="A")[0, 0]
+    expected = torch.zeros(5, 5)
+    expected[:2] = 1  # the two rows above
+    expected[2, :2] = 1  # the two taps left of the centre
+    torch.testing.assert_close(a, expected)
+    b = MaskedConv2d.causal_mask(g, g, (5, 5))[0, 0]  # type B by default: the centre too
+    expected[2, 2] = 1
+    torch.testing.assert_close(b, expected)
+    whole = MaskedConv2d.causal_mask(g, g, (5, 5), centre_row="all", centre=None)[0, 0]
+    torch.testing.assert_close(whole, torch.cat([torch.ones(3, 5), torch.zeros(2, 5)]))
+    row = MaskedConv2d.causal_mask(g, g, (1, 5), rows="none", centre=None)[0, 0]
+    torch.testing.assert_close(row, torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0]]))
