@@ -97,6 +97,9 @@ class MaskedConv2d(nn.Conv2d):
                 says: for inputs that never saw the centre row) or ``"none"``.
             centre: the centre tap: ``"A"`` (from earlier channel groups only), ``"B"``
                 (earlier or the same group) or None (closed).
+
+        Raises:
+            ValueError: an unknown ``rows``, ``centre_row`` or ``centre``.
         """
         for name, value, allowed in (
             ("rows", rows, ("above", "none")),
