@@ -8,13 +8,13 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from pyro.poutine.util import site_is_subsample
 from scipy.stats import chisquare
 
 from ppdgm import FVSBN, MADE, NADE
 from ppdgm.data import load_data
 from ppdgm.errors import ConfigError
 from ppdgm.inference import ELBO, ExactNLL
+from ppdgm.inference.traces import sample_sites
 from ppdgm.models import (
     AutoregressiveBernoulli,
     MADENet,
@@ -239,22 +239,15 @@ def test_made_dropout_acts_only_while_training():
     assert not torch.allclose(net.forward_all(x), plain.forward_all(x))
 
 
-def _sample_sites(trace):
-    return {
-        n
-        for n, s in trace.nodes.items()
-        if s["type"] == "sample" and not site_is_subsample(s)  # not the plates' own sites
-    }
-
-
 def test_programs_draw_the_ordering_only_when_there_are_several():
     xs = torch.tensor(list(itertools.product([0.0, 1.0], repeat=5)))[:4]
     two = _made(random_orders(5, 2, torch.Generator().manual_seed(0)))
     one = _made(torch.arange(5)[None])
     for model, sites in ((two, {"ordering", "x"}), (one, {"x"})):
         trace = pyro.poutine.trace(model.model).get_trace(xs)
-        assert _sample_sites(trace) == sites
-        assert _sample_sites(pyro.poutine.trace(model.guide).get_trace(xs)) == sites - {"x"}
+        assert {s["name"] for s in sample_sites(trace)} == sites
+        guide = pyro.poutine.trace(model.guide).get_trace(xs)
+        assert {s["name"] for s in sample_sites(guide)} == sites - {"x"}
     # without an ordering given, the model follows the natural one
     natural = AutoregressiveBernoulli(fvsbn_net(torch.arange(4)), 4)
     assert natural.orders.tolist() == [[0, 1, 2, 3]] and natural.num_orderings == 1
