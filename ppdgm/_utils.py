@@ -9,7 +9,7 @@ import os
 import random
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from .errors import ConfigError
 
 __all__ = [
     "atomic_path",
+    "check_choice",
     "check_int",
     "set_seed",
     "resolve_device",
@@ -32,6 +33,17 @@ __all__ = [
 
 #: learning-rate schedules of :meth:`ppdgm.train.Trainer.run`
 LR_SCHEDULES = ("constant", "cosine", "linear")
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[Any], *, more: str = "") -> Any:
+    """Return ``value`` if it is one of ``allowed``, else raise :class:`ConfigError` (a
+    ``ValueError``) that names ``name``, the value and the choices:
+    ``unknown NAME 'value'; choose one of A, B, C`` (then ``more``, e.g. " or a callable")."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        listed = ", ".join(map(str, allowed))
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {listed}{more}")
+    return value
 
 
 def check_int(name: str, value: Any, low: int = 1) -> int:

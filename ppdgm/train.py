@@ -31,6 +31,7 @@ from ._utils import (
     LR_SCHEDULES,
     atomic_write,
     caller_stacklevel,
+    check_choice,
     check_int,
     get_rng_state,
     no_grad,
@@ -362,14 +363,8 @@ class Trainer:
     ):
         if num_threads is not None:
             check_int("num_threads", num_threads)
-        if lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(
-                f"unknown lr_schedule {lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}"
-            )
-        if optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
-            )
+        check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
+        check_choice("optimizer", optimizer, OPTIMIZERS)
         if not lr > 0:
             raise ConfigError(f"lr must be positive, got {lr}")
         if not weight_decay >= 0:
@@ -923,11 +918,7 @@ def _make_players(module, params, defaults, tensors, compile) -> dict[str, _Play
                 )
             owner[id(p)] = name
         settings = {**defaults, **{k: v for k, v in spec.items() if k in defaults}}
-        if settings["optimizer"] not in OPTIMIZERS:
-            raise ConfigError(
-                f"player {name!r}: unknown optimizer {settings['optimizer']!r}; choose one of "
-                f"{', '.join(OPTIMIZERS)}"
-            )
+        check_choice(f"optimizer for player {name!r}:", settings["optimizer"], OPTIMIZERS)
         lr = float(settings["lr"])
         opt = _make_optimizer(
             settings["optimizer"],

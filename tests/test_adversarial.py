@@ -376,6 +376,24 @@ def test_players_must_own_every_parameter_once():
         Trainer(lonely.model, None, Partial(_critic()))
 
 
+def test_a_player_with_an_unknown_optimizer_is_refused_by_name():
+    class Odd(Adversarial):
+        def __call__(self, model, guide):
+            module = super().__call__(model, guide)
+            players = module.players
+            module.players = lambda: {
+                name: {**spec, "optimizer": "lbfgs"} if name == "discriminator" else spec
+                for name, spec in players().items()
+            }
+            return module
+
+    with pytest.raises(
+        ConfigError,
+        match=r"^unknown optimizer for player 'discriminator': 'lbfgs'; choose one of adam, ",
+    ):
+        Trainer(_Gen().model, None, Odd(_critic()))
+
+
 def test_joint_pairs_fit_the_encoder_with_the_generator():
     # ALI/BiGAN: the discriminator judges (x, z) pairs, and the guide plays on the generator's
     # side, so one step moves the encoder too

@@ -118,7 +118,9 @@ def test_dequantized_checks_its_arguments():
     Dequantized(flow, 2, (2,))  # two levels (binary data) is the least
     with pytest.raises(ValueError, match="num_levels must be at least 2, got 1"):
         Dequantized(flow, 1, (2,))
-    with pytest.raises(ValueError, match="unknown dequantization 'argmax'; choose uniform or"):
+    with pytest.raises(
+        ValueError, match="unknown dequantization 'argmax'; choose one of uniform, variational$"
+    ):
         Dequantized(flow, 3, (2,), kind="argmax")
 
 

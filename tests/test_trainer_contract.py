@@ -317,6 +317,17 @@ def test_bad_settings_are_refused_by_name(kwargs, message):
         _trainer(**kwargs)
 
 
+def test_check_choice_returns_a_known_value_and_names_an_unknown_one():
+    from ppdgm._utils import check_choice
+
+    assert check_choice("mode", "b", ("a", "b")) == "b"
+    assert check_choice("centre", None, ("A", None)) is None
+    with pytest.raises(ConfigError, match=r"^unknown mode 'c'; choose one of a, b$"):
+        check_choice("mode", "c", iter(("a", "b")))
+    with pytest.raises(ValueError, match=r"^unknown guide 'x'; choose one of a or a callable$"):
+        check_choice("guide", "x", ["a"], more=" or a callable")
+
+
 def test_a_pair_without_parameters_is_refused():
     with pytest.raises(
         ConfigError, match=r"^the model, guide and objective have no trainable parameters$"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._utils import check_choice
 from ..errors import DataFormatError
 from .dataset import (
     Dataset,
@@ -72,16 +73,15 @@ def load_digits_data(view: str = "raw") -> Dataset:
     """
     from sklearn.datasets import load_digits
 
+    check_choice("digits view", view, ("raw", "binary", "unit"))
     d = load_digits()
     x, y = d.data.astype(np.float32), d.target.astype(np.int64)
     if view == "binary":
         x, kind, bins = (x > 8).astype(np.float32), "binary", 2
     elif view == "unit":
         x, kind, bins = x / 16.0, "continuous", None
-    elif view == "raw":
-        kind, bins = "integer", 17
     else:
-        raise ValueError(f"unknown digits view {view!r}")
+        kind, bins = "integer", 17
     perm = np.random.RandomState(0).permutation(len(x))
     tr, te = perm[:DIGITS_TRAIN_SIZE], perm[DIGITS_TRAIN_SIZE:]
     name = "digits" if view == "raw" else f"digits-{view}"

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .._utils import check_int, floored_std, resolve_device, set_seed
+from .._utils import check_choice, check_int, floored_std, resolve_device, set_seed
 from ..data import check_shape, validate_array
 from ..errors import CheckpointError, ConfigError
 from ..train import Trainer, load_checkpoint, save_checkpoint
@@ -63,12 +63,7 @@ def register(cls: type[Estimator]) -> type[Estimator]:
 
 def get_family(name: str) -> type[Estimator]:
     """The estimator class of a family, by its command-line name."""
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown model family {name!r}; choose one of {', '.join(sorted(REGISTRY))}"
-        ) from None
+    return REGISTRY[check_choice("model family", name, sorted(REGISTRY))]
 
 
 def load_estimator(path: str | Path, device: str = "auto") -> Estimator:
@@ -197,11 +192,7 @@ class Estimator:
     def _check_params(self) -> None:
         """Refuse bad hyperparameters with a :class:`ConfigError` that names them."""
         for name, allowed in self.choices.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ConfigError(
-                    f"unknown {name} {value!r}; choose one of {', '.join(map(str, allowed))}"
-                )
+            check_choice(name, getattr(self, name), allowed)
         if not float(getattr(self, "weight_decay", 0.0)) >= 0.0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
 

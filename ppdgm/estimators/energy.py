@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._utils import check_int
+from .._utils import check_choice, check_int
 from ..errors import ConfigError, DataValueError
 from ..models.energy import RBM as RBMModel
 from ..models.energy import VISIBLE_UNITS
@@ -122,8 +122,7 @@ class _BoltzmannMachine(Estimator):
         from ..evaluation import log_partition
 
         self._check_fitted()
-        if method not in ("auto", "exact", "ais"):
-            raise ConfigError(f"unknown method {method!r}; choose auto, exact or ais")
+        check_choice("method", method, ("auto", "exact", "ais"))
         chosen = method
         if method == "auto":
             chosen = "exact" if self._exact() else "ais"
@@ -499,11 +498,7 @@ class DeepEBM(Estimator):
         for name in ("langevin_steps", "buffer_size", "sample_steps", "ais_chains"):
             check_int(name, getattr(self, name))
         check_int("ais_betas", self.ais_betas, low=2)
-        if self.sampler not in self.choices["sampler"]:
-            raise ConfigError(
-                f"unknown sampler {self.sampler!r}; choose one of "
-                + ", ".join(self.choices["sampler"])
-            )
+        check_choice("sampler", self.sampler, self.choices["sampler"])
         for name in ("step_size", "noise", "ais_step_size"):
             value = getattr(self, name)
             if value is not None and not float(value) > 0.0:
@@ -601,8 +596,7 @@ class DeepEBM(Estimator):
         MALA acceptance :attr:`ais_accept_rate_`; or ``grid`` (2-D data only: the midpoint rule
         on a 400-square grid over the chains' box), cached in :attr:`log_z_grid_`."""
         self._check_fitted()
-        if method not in ("ais", "grid"):
-            raise ConfigError(f"unknown method {method!r}; choose ais or grid")
+        check_choice("method", method, ("ais", "grid"))
         if method == "grid":
             if self.model_.num_inputs != 2:
                 raise ConfigError("log_partition('grid') integrates 2-D models only; use 'ais'")

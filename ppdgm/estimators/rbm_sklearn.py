@@ -16,6 +16,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .._utils import check_choice
 from ..data import validate_array
 from ..errors import ConfigError
 from .energy import RBM, check_unit_interval, pseudo_log_likelihood
@@ -97,10 +98,7 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _new_estimator(self) -> RBM:
         if not (isinstance(self.learning_rate, numbers.Real) and self.learning_rate > 0):
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate!r}")
-        if self.lr_schedule not in ("linear", "constant"):
-            raise ConfigError(
-                f"unknown lr_schedule {self.lr_schedule!r}; choose linear or constant"
-            )
+        check_choice("lr_schedule", self.lr_schedule, ("linear", "constant"))
         for name in ("batch_size", "n_iter"):
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:

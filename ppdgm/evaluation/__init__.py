@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import torch
 
+from .._utils import check_choice
 from ..inference.traces import log_weights
 from .features import (
     DigitsClassifier,
@@ -339,11 +340,10 @@ def log_partition(model, method: str = "exact", **options) -> float | AISResult:
     ``base_bias`` to the path)."""
     from ..errors import ConfigError
 
+    check_choice("method", method, ("exact", "ais"))
     if method == "exact":
         if options:
             raise ConfigError(f"exact log Z takes no options, got {sorted(options)}")
         return float(model.log_partition_exact())
-    if method == "ais":
-        path = model.annealing_path(options.pop("base_bias", None))
-        return ais(path, **options)
-    raise ConfigError(f"unknown method {method!r}; choose exact or ais")
+    path = model.annealing_path(options.pop("base_bias", None))
+    return ais(path, **options)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .._utils import check_choice
 from ..errors import ConfigError, DataValueError
 
 __all__ = [
@@ -127,8 +128,7 @@ def kernel_distance(
         x, y: (N, D) and (M, D) features.
     """
     a, b = _pair(x, y)
-    if kernel not in _KERNELS:
-        raise ConfigError(f"unknown kernel {kernel!r}; choose one of {', '.join(_KERNELS)}")
+    check_choice("kernel", kernel, _KERNELS)
     if kernel == "rbf" and bandwidth is None:
         bandwidth = median_bandwidth(np.concatenate([a, b]), seed=seed)
     if bandwidth is not None and not bandwidth > 0:

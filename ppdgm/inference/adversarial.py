@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from pyro import poutine
 from torch import nn
 
-from .._utils import owner_module
+from .._utils import check_choice, owner_module
 from ..errors import ConfigError
 from .objectives import Objective, ObjectiveModule
 from .traces import sample_sites
@@ -154,8 +154,7 @@ ADVERSARIAL_LOSSES = (
 
 
 def _check_loss(loss: str) -> None:
-    if loss not in ADVERSARIAL_LOSSES:
-        raise ConfigError(f"unknown loss {loss!r}; choose one of {', '.join(ADVERSARIAL_LOSSES)}")
+    check_choice("loss", loss, ADVERSARIAL_LOSSES)
 
 
 def discriminator_loss(loss: str, v_real: torch.Tensor, v_fake: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DataValueError
+from .._utils import check_choice
+from ..errors import DataValueError
 from ._jax import provide_host_devices
 
 # One CPU device per chain, so that NumPyro runs chains in parallel. It must be set before JAX
@@ -60,9 +61,7 @@ def register() -> None:
 
 def check_backend(backend: str) -> str:
     """Return ``backend`` if it is one of :data:`BACKENDS`, else raise :class:`ConfigError`."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    return backend
+    return check_choice("backend", backend, BACKENDS)
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import check_int
+from .._utils import check_choice, check_int
 from ..errors import ConfigError, ModelError
 from .backend import as_backend_args, check_backend, use_backend
 
@@ -505,9 +505,7 @@ def _resolve_kind(target, kind):
 
     if kind is None:
         return "log_prob" if isinstance(target, torch.distributions.Distribution) else "model"
-    if kind not in KINDS:
-        raise ConfigError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
-    return kind
+    return check_choice("kind", kind, KINDS)
 
 
 def _function_target(target, kind, method, args, kwargs, init, event_shape, num_chains):
@@ -663,8 +661,7 @@ def langevin(
     """
     import torch
 
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    check_choice("method", method, METHODS)
     check_backend(backend)
     kind = _resolve_kind(target, kind)
     if kind == "model" and not callable(target):

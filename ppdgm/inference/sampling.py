@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import check_int
+from .._utils import check_choice, check_int
 from ..errors import ConfigError
 from .backend import as_backend_args, check_backend, use_backend
 from .posterior import (
@@ -121,16 +121,12 @@ class MCMC:
     ):
         if not callable(model):
             raise ConfigError(f"model must be callable, got {type(model).__name__}")
-        if kernel not in KERNELS:
-            raise ConfigError(f"unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
+        check_choice("kernel", kernel, KERNELS)
         check_backend(backend)
         check_int("num_warmup", num_warmup, low=0)
         check_int("num_samples", num_samples)
         check_int("num_chains", num_chains)
-        if chain_method not in (None, "parallel", "sequential", "vectorized"):
-            raise ConfigError(
-                f"unknown chain_method {chain_method!r}; expected parallel, sequential or vectorized"
-            )
+        check_choice("chain_method", chain_method, (None, "parallel", "sequential", "vectorized"))
         self.model = model
         self.kernel = kernel
         self.backend = backend

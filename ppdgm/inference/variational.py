@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import check_int
+from .._utils import check_choice, check_int
 from ..errors import ConfigError
 from .backend import as_backend_args, check_backend, use_backend
 from .posterior import (
@@ -84,10 +84,8 @@ class SVI:
     ):
         if not callable(model):
             raise ConfigError(f"model must be callable, got {type(model).__name__}")
-        if not callable(guide) and guide not in GUIDES:
-            raise ConfigError(
-                f"unknown guide {guide!r}; expected one of {', '.join(GUIDES)} or a callable"
-            )
+        if not callable(guide):
+            check_choice("guide", guide, GUIDES, more=" or a callable")
         check_backend(backend)
         for name, value in (
             ("num_steps", num_steps),

@@ -33,6 +33,8 @@ from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import constraints
 
+from .._utils import check_choice
+
 __all__ = ["ODENet", "ContinuousFlow", "divergence"]
 
 #: torchdiffeq's solvers that ContinuousFlow accepts: adaptive ones take ``tol``, fixed-step
@@ -161,13 +163,8 @@ class ContinuousFlow(PyroModule):
         step_size: float = 0.1,
     ):
         super().__init__()
-        if trace not in ("auto", "exact", "hutchinson"):
-            raise ValueError(f"unknown trace {trace!r}; choose auto, exact or hutchinson")
-        if solver not in ADAPTIVE_SOLVERS + FIXED_SOLVERS:
-            raise ValueError(
-                f"unknown solver {solver!r}; choose one of "
-                + ", ".join(ADAPTIVE_SOLVERS + FIXED_SOLVERS)
-            )
+        check_choice("trace", trace, ("auto", "exact", "hutchinson"))
+        check_choice("solver", solver, ADAPTIVE_SOLVERS + FIXED_SOLVERS)
         self.dim = int(dim)
         self.net = ODENet(self.dim, tuple(hidden_dims), activation)
         self.trace, self.solver = trace, solver

@@ -32,6 +32,8 @@ from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import constraints
 
+from .._utils import check_choice
+
 __all__ = ["Dequantized"]
 
 
@@ -80,8 +82,7 @@ class Dequantized(PyroModule):
         hidden: int = 64,
     ):
         super().__init__()
-        if kind not in ("uniform", "variational"):
-            raise ValueError(f"unknown dequantization {kind!r}; choose uniform or variational")
+        check_choice("dequantization", kind, ("uniform", "variational"))
         if int(num_levels) < 2:
             raise ValueError(f"num_levels must be at least 2, got {num_levels}")
         self.flow = flow

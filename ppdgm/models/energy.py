@@ -21,7 +21,7 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule
 from torch import nn
 
-from .._utils import floored_std, no_grad
+from .._utils import check_choice, floored_std, no_grad
 from ..distributions import UnnormalizedDensity
 from ..errors import ConfigError
 
@@ -85,10 +85,7 @@ class RBM(PyroModule):
         generator: torch.Generator | None = None,
     ):
         super().__init__()
-        if visible not in VISIBLE_UNITS:
-            raise ConfigError(
-                f"unknown visible units {visible!r}; choose one of {', '.join(VISIBLE_UNITS)}"
-            )
+        check_choice("visible units", visible, VISIBLE_UNITS)
         self.num_visible, self.num_hidden, self.visible = int(num_visible), int(num_hidden), visible
         w = torch.randn(self.num_hidden, self.num_visible, generator=generator) * float(init_std)
         self.weight = nn.Parameter(w)
@@ -357,8 +354,7 @@ class DeepEBM(PyroModule):
     ):
         from ..nn import MLP
 
-        if init not in CHAIN_INITS:
-            raise ConfigError(f"unknown init {init!r}; choose one of {', '.join(CHAIN_INITS)}")
+        check_choice("init", init, CHAIN_INITS)
 
         super().__init__()
         self.num_inputs = int(num_inputs)

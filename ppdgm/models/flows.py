@@ -30,7 +30,7 @@ from pyro.nn import AutoRegressiveNN, DenseNN, PyroModule
 from torch import nn
 from torch.distributions import constraints
 
-from ..errors import ConfigError
+from .._utils import check_choice
 from .splines import SplineAutoregressive, SplineCoupling
 
 __all__ = [
@@ -277,8 +277,7 @@ def nsf_layers(
     outside; :mod:`ppdgm.models.splines`), their knots output by a coupling network
     (``kind="coupling"``, halves swapped between layers) or an autoregressive one
     (``"autoregressive"``, used inverted like MAF, the ordering reversed between layers)."""
-    if kind not in ("coupling", "autoregressive"):
-        raise ConfigError(f"unknown spline flow kind {kind!r}; choose coupling or autoregressive")
+    check_choice("spline flow kind", kind, ("coupling", "autoregressive"))
     layers, inverted = [], []
     for i in range(num_transforms):
         if kind == "autoregressive":

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._utils import check_choice
 from ..errors import ConfigError
 from ..nn import MLP
 
@@ -245,8 +246,7 @@ class DCGANDiscriminatorNet(nn.Module):
 
     def __init__(self, image_shape: Sequence[int], channels: int = 32, norm: str = "batch"):
         super().__init__()
-        if norm not in self.NORMS:
-            raise ConfigError(f"unknown norm {norm!r}; choose one of {', '.join(self.NORMS)}")
+        check_choice("norm", norm, self.NORMS)
         c, h, w = image_shape
         levels = dcgan_levels(h, w)
         layers: list[nn.Module] = []

@@ -8,6 +8,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from .._utils import check_choice
 from ..distributions import DiscretizedLogistic
 from ..errors import ConfigError
 
@@ -109,12 +110,11 @@ LIKELIHOODS = ("bernoulli", "gaussian", "discretized_logistic")
 
 def make_likelihood(name: str, event_shape, gaussian_scale="learned", num_bins=None) -> Likelihood:
     """Build a likelihood by name (one of :data:`LIKELIHOODS`)."""
+    check_choice("likelihood", name, LIKELIHOODS)
     if name == "bernoulli":
         return Bernoulli()
     if name == "gaussian":
         return Gaussian(event_shape, gaussian_scale)
-    if name == "discretized_logistic":
-        if num_bins is None:
-            raise ConfigError("discretized_logistic needs num_bins (the number of integer values)")
-        return DiscretizedLogisticLikelihood(num_bins)
-    raise ConfigError(f"unknown likelihood {name!r}; choose one of {', '.join(LIKELIHOODS)}")
+    if num_bins is None:  # discretized_logistic
+        raise ConfigError("discretized_logistic needs num_bins (the number of integer values)")
+    return DiscretizedLogisticLikelihood(num_bins)

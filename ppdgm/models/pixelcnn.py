@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule
 from torch import nn
 
+from .._utils import check_choice
+
 __all__ = ["MaskedConv2d", "PixelCNNNet", "GatedPixelCNNNet", "PixelCNNModel", "channel_groups"]
 
 
@@ -99,15 +101,11 @@ class MaskedConv2d(nn.Conv2d):
                 (earlier or the same group) or None (closed).
 
         Raises:
-            ValueError: an unknown ``rows``, ``centre_row`` or ``centre``.
+            ConfigError: an unknown ``rows``, ``centre_row`` or ``centre``.
         """
-        for name, value, allowed in (
-            ("rows", rows, ("above", "none")),
-            ("centre_row", centre_row, ("left", "all", "none")),
-            ("centre", centre, ("A", "B", None)),
-        ):
-            if value not in allowed:
-                raise ValueError(f"causal_mask: unknown {name} {value!r}; one of {allowed}")
+        check_choice("rows", rows, ("above", "none"))
+        check_choice("centre_row", centre_row, ("left", "all", "none"))
+        check_choice("centre", centre, ("A", "B", None))
         kh, kw = kernel
         mask = torch.zeros(len(out_groups), len(in_groups), kh, kw)
         if rows == "above":

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .._utils import check_choice
+
 __all__ = ["MLP", "ConvEncoder", "ConvDecoder", "broadcast_cat", "ACTIVATIONS"]
 
 ACTIVATIONS = {
@@ -23,9 +25,7 @@ ACTIVATIONS = {
 
 
 def _activation(name: str) -> type[nn.Module]:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name]
+    return ACTIVATIONS[check_choice("activation", name, ACTIVATIONS)]
 
 
 class MLP(nn.Sequential):
