@@ -498,7 +498,6 @@ class DeepEBM(Estimator):
         for name in ("langevin_steps", "buffer_size", "sample_steps", "ais_chains"):
             check_int(name, getattr(self, name))
         check_int("ais_betas", self.ais_betas, low=2)
-        check_choice("sampler", self.sampler, self.choices["sampler"])
         for name in ("step_size", "noise", "ais_step_size"):
             value = getattr(self, name)
             if value is not None and not float(value) > 0.0:
