@@ -6,8 +6,10 @@ import itertools
 import json
 
 import numpy as np
+import pyro
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy import stats
 
 from ppdgm import CharRNN, WaveNet, cli
@@ -50,11 +52,13 @@ def test_causal_convolution_sees_only_the_past():
         (g,) = torch.autograd.grad(y[0, :, t].sum(), x, retain_graph=True)
         seen = set(torch.nonzero(g[0].abs().sum(0)).flatten().tolist())
         assert seen == {s for s in (t, t - 2, t - 4) if s >= 0}, (t, seen)
+    plain = CausalConv1d(1, 1, kernel_size=2)  # dilation 1 by default
+    assert plain.dilation == (1,) and plain.left == 1
 
 
 def test_wavenet_receptive_field_by_gradients():
     torch.manual_seed(1)
-    net = WaveNetNet(4, channels=6, num_layers=3, kernel_size=2)
+    net = WaveNetNet(4, channels=6, num_layers=3)  # kernel size 2 by default
     _perturb(net, 0.3)
     assert net.receptive_field == 8
     h = net.embed(torch.randint(0, 5, (1, 20))).detach().requires_grad_(True)
@@ -64,6 +68,60 @@ def test_wavenet_receptive_field_by_gradients():
         (grad,) = torch.autograd.grad(out[0, :, t].sum(), h, retain_graph=True)
         seen = set(torch.nonzero(grad[0].abs().sum(-1)).flatten().tolist())
         assert seen == set(range(max(0, t - 7), t + 1)), (t, seen)
+
+
+def test_wavenet_forward_against_a_written_out_reference():
+    # gated dilated causal convolutions, residual connections between blocks (not after the
+    # last), skips summed into relu -> 1x1 conv -> relu -> 1x1 conv, from the module's weights
+    torch.manual_seed(6)
+    net = WaveNetNet(4, channels=5, num_layers=3, kernel_size=3)
+    _perturb(net, 0.3)
+    x = torch.randint(0, 5, (2, 11))
+    h = net.embed.weight[x].transpose(1, 2)  # (N, C, T)
+    skips = torch.zeros(2, 5, 11)
+    for i in range(3):
+        d = 2**i
+
+        def causal(conv, h=h, d=d):
+            return F.conv1d(F.pad(h, (2 * d, 0)), conv.weight, conv.bias, dilation=d)
+
+        z = torch.tanh(causal(net.filters[i])) * torch.sigmoid(causal(net.gates[i]))
+        skips = skips + F.conv1d(z, net.skip[i].weight, net.skip[i].bias)
+        if i < 2:
+            h = h + F.conv1d(z, net.residual[i].weight, net.residual[i].bias)
+    first, last = net.head[1], net.head[3]
+    hidden = F.relu(F.conv1d(F.relu(skips), first.weight, first.bias))
+    expected = F.conv1d(hidden, last.weight, last.bias).transpose(1, 2)
+    torch.testing.assert_close(net(x), expected)
+
+
+def test_lstm_net_stacks_its_layers_with_dropout_between():
+    net = LSTMNet(3, 8, 2, dropout=0.25)
+    assert (net.lstm.num_layers, net.lstm.hidden_size, net.lstm.dropout) == (2, 8, 0.25)
+    assert net.embed.num_embeddings == 4 and net.out.out_features == 3  # K + start symbol
+    one = LSTMNet(3, 8, 1, dropout=0.25)  # one layer: nothing to drop between
+    assert one.lstm.num_layers == 1 and one.lstm.dropout == 0
+    assert LSTMNet(3, 8, 2).lstm.dropout == 0
+
+
+@pytest.mark.parametrize("kind", ["lstm", "wavenet"])
+def test_the_program_observes_every_sequence_and_every_embedding_row_learns(kind):
+    m = _model(kind, k=4, length=6, seed=7)
+    x = torch.tensor([[0, 1, 2, 3, 0, 1], [3, 2, 1, 0, 3, 2]])
+    trace = pyro.poutine.trace(m.model).get_trace(x)
+    site = trace.nodes["x"]
+    assert site["is_observed"] and [f.name for f in site["cond_indep_stack"]] == ["data"]
+    assert site["cond_indep_stack"][0].size == 2
+    assert site["fn"].batch_shape == (2,) and site["fn"].event_shape == (6,)
+    log_p = m.log_prob(x)
+    torch.testing.assert_close(site["fn"].log_prob(x), log_p)
+    torch.testing.assert_close(trace.log_prob_sum(), log_p.sum())
+    log_p.sum().backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    # the K symbols and the start symbol are all inputs here: every row of the table learns
+    rows = m.net.embed.weight.grad.abs().sum(1)
+    assert rows.shape == (5,) and (rows > 0).all(), rows
 
 
 @pytest.mark.parametrize("kind", ["lstm", "wavenet"])
@@ -119,7 +177,9 @@ def test_sampling_matches_the_enumerated_distribution(kind, temperature):
 
 def test_mu_law_coding():
     q = mu_law_encode(np.array([-1.0, 0.0, 1.0]))
-    assert q.tolist() == [0, 128, 255]
+    assert q.tolist() == [0, 128, 255] and q.dtype == np.int64
+    ends = mu_law_decode(np.array([0, 255]))
+    assert ends.tolist() == [-1.0, 1.0]  # exactly: 256 ** 1 - 1 = 255
     x = np.linspace(-1, 1, 1001)
     codes = mu_law_encode(x)
     assert np.all(np.diff(codes) >= 0) and codes.min() == 0 and codes.max() == 255
@@ -128,7 +188,7 @@ def test_mu_law_coding():
     err = np.abs(back - x)
     assert err[np.abs(x) < 0.01].max() < 1e-3 and err.max() < 0.03
     assert np.sign(back[x > 0.01]).min() == 1
-    with pytest.raises(ValueError, match=r"finite values in \[-1, 1\]"):
+    with pytest.raises(ValueError, match=r"^mu-law encoding needs finite values in \[-1, 1\]$"):
         mu_law_encode(np.array([1.5]))
 
 

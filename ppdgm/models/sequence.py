@@ -54,7 +54,7 @@ class WaveNetNet(nn.Module):
 
     Input (N, T) symbols in ``{0, ..., K}`` (``K`` the start symbol); output (N, T, K)."""
 
-    def __init__(self, num_classes: int, channels: int = 64, num_layers: int = 8, kernel_size=2):
+    def __init__(self, num_classes: int, channels: int, num_layers: int, kernel_size: int = 2):
         super().__init__()
         self.embed = nn.Embedding(num_classes + 1, channels)
         self.filters = nn.ModuleList()
@@ -95,7 +95,7 @@ class LSTMNet(nn.Module):
     """Embedding, a stacked LSTM and a linear layer to ``K`` logits; input (N, T) symbols in
     ``{0, ..., K}``, output (N, T, K). ``step`` runs one position with a carried state."""
 
-    def __init__(self, num_classes: int, hidden: int = 256, num_layers: int = 2, dropout=0.0):
+    def __init__(self, num_classes: int, hidden: int, num_layers: int, dropout: float = 0.0):
         super().__init__()
         self.embed = nn.Embedding(num_classes + 1, hidden)
         self.lstm = nn.LSTM(
