@@ -2,7 +2,10 @@
 solved map, inversion, Hutchinson's estimate unbiased, the 2-D density normalized, samples
 from the same density, learning, bad input."""
 
+import inspect
+
 import numpy as np
+import pyro
 import pytest
 import torch
 
@@ -113,6 +116,31 @@ def test_samples_are_base_draws_carried_by_the_map_whose_density_is_scored(float
         torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-6)
 
 
+def test_the_program_observes_rows_and_log_prob_keeps_leading_dimensions(float64):
+    flow = _cnf(3, seed=8, solver="rk4", step_size=0.25)
+    x = torch.randn(2, 5, 3)
+    with torch.no_grad():
+        lp = flow.log_prob(x)
+        assert lp.shape == (2, 5)
+        torch.testing.assert_close(lp, flow.log_prob(x.reshape(10, 3)).reshape(2, 5))
+        trace = pyro.poutine.trace(flow.model).get_trace(x[0])
+    site = trace.nodes["x"]
+    assert site["is_observed"] and [f.name for f in site["cond_indep_stack"]] == ["data"]
+    assert site["cond_indep_stack"][0].size == 5
+    assert site["fn"].batch_shape == (5,) and site["fn"].event_shape == (3,)
+    torch.testing.assert_close(site["fn"].log_prob(x[0]), lp[0])
+
+
+def test_hutchinson_when_asked_is_used_while_training_in_any_dimension(float64):
+    flow = _cnf(2, seed=9, trace="hutchinson", solver="rk4", step_size=0.25).train()
+    x = torch.randn(6, 2)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        first = flow.log_prob(x)
+        torch.manual_seed(1)
+        assert not torch.allclose(flow.log_prob(x), first)  # fresh noise, another estimate
+
+
 def test_every_parameter_gets_a_gradient(float64):
     for trace in ("exact", "hutchinson"):
         flow = _cnf(3, seed=6, trace=trace, tol=1e-5).train()
@@ -148,6 +176,16 @@ def test_cnf_checks_its_hyperparameters_and_input():
         ContinuousFlow(2, solver="rk5")
     with pytest.raises(ValueError, match="expected vectors of 2 dimensions"):
         ContinuousFlow(2).log_prob(torch.zeros(3, 4))
+
+
+def test_the_estimator_and_the_flow_default_alike():
+    # two signatures hold the same settings (the estimator's gives the command line its
+    # options): they must agree
+    flow = inspect.signature(ContinuousFlow).parameters
+    for name, value in CNF.param_defaults().items():
+        if name in flow:
+            assert flow[name].default == value, name
+    assert {"hidden_dims", "activation", "trace", "solver", "tol", "step_size"} <= set(flow)
 
 
 def test_validation_uses_the_exact_trace_in_any_dimension():

@@ -173,9 +173,9 @@ class GlowNet(nn.Module):
     def __init__(
         self,
         shape: tuple[int, int, int],
-        num_levels: int = 2,
-        steps: int = 4,
-        hidden: int = 64,
+        num_levels: int,
+        steps: int,
+        hidden: int,
         generator: torch.Generator | None = None,
     ):
         super().__init__()
