@@ -12,7 +12,7 @@ import torch
 from ppdgm import CNF
 from ppdgm.data import load_data
 from ppdgm.errors import ConfigError
-from ppdgm.models.cnf import ContinuousFlow, divergence
+from ppdgm.models.cnf import ContinuousFlow, ODENet, divergence
 from ppdgm.viz import density_grid
 
 
@@ -36,6 +36,60 @@ def test_divergence_exact_and_hutchinson_against_the_jacobian(float64):
     jac = a[None] * torch.cos(x)[:, None, :]  # (5, 3, 3)
     quad = torch.einsum("ni,nij,nj->n", e, jac, e)
     torch.testing.assert_close(divergence(f, x, e, True), quad)
+
+
+def test_exact_divergence_over_leading_dimensions_without_a_graph(float64):
+    # more dimensions than rows, and a leading batch dimension: the loop runs over D
+    torch.manual_seed(1)
+    a = torch.randn(4, 4)
+    x = torch.randn(3, 2, 4, requires_grad=True)
+    f = torch.sin(x) @ a.T
+    expected = (torch.cos(x) * torch.diagonal(a)).sum(-1)
+    torch.testing.assert_close(divergence(f, x, None, False), expected)
+    e = torch.randint(0, 2, x.shape).double() * 2 - 1
+    jac = a[None, None] * torch.cos(x)[..., None, :]  # (3, 2, 4, 4)
+    quad = torch.einsum("bni,bnij,bnj->bn", e, jac, e)
+    torch.testing.assert_close(divergence(f, x, e, False), quad)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "softplus"])
+def test_ode_net_against_a_written_out_reference(activation, float64):
+    # the time is appended to every layer's input, the activation after each hidden layer
+    torch.manual_seed(2)
+    flow = ContinuousFlow(3, (5, 4), activation=activation)
+    net = flow.net
+    assert isinstance(net, ODENet)
+    for p in net.parameters():
+        torch.nn.init.normal_(p)
+    act = {"tanh": torch.tanh, "softplus": torch.nn.functional.softplus}[activation]
+    x, t = torch.randn(2, 6, 3), torch.tensor(0.3)
+    tt = torch.full((2, 6, 1), 0.3)
+    h = x
+    for layer in net.layers:
+        h = act(torch.cat([h, tt], -1) @ layer.weight.T + layer.bias)
+    expected = torch.cat([h, tt], -1) @ net.out.weight.T + net.out.bias
+    torch.testing.assert_close(net(t, x), expected)
+
+
+def test_a_fixed_step_solver_takes_its_steps_and_counts_them(float64):
+    flow = _cnf(2, seed=10, solver="rk4", step_size=0.25)
+    assert flow.last_evaluations == 0  # nothing solved yet
+    x = torch.randn(3, 2)
+    with torch.no_grad():
+        z = flow.inverse_map(x)
+    assert flow.last_evaluations == 16  # 4 steps of 4 stages
+    finer = _cnf(2, seed=10, solver="rk4", step_size=0.125)
+    with torch.no_grad():
+        finer.log_prob(x)
+        assert finer.last_evaluations == 32
+        assert not torch.allclose(finer.inverse_map(x), z, rtol=0, atol=1e-12)
+    # an adaptive solver: the count is the number of calls of the network it chose to make
+    flow.solver = "dopri5"
+    calls = []
+    flow.net.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        flow.inverse_map(x)
+    assert flow.last_evaluations == len(calls) > 16
 
 
 def test_log_prob_is_base_density_plus_log_det_of_the_solved_map(float64):
@@ -129,6 +183,10 @@ def test_the_program_observes_rows_and_log_prob_keeps_leading_dimensions(float64
     assert site["cond_indep_stack"][0].size == 5
     assert site["fn"].batch_shape == (5,) and site["fn"].event_shape == (3,)
     torch.testing.assert_close(site["fn"].log_prob(x[0]), lp[0])
+    torch.manual_seed(3)
+    drawn = flow.distribution().sample((2, 4))
+    torch.manual_seed(3)
+    torch.testing.assert_close(drawn, flow.sample(8).reshape(2, 4, 3))
 
 
 def test_hutchinson_when_asked_is_used_while_training_in_any_dimension(float64):
@@ -174,6 +232,8 @@ def test_cnf_checks_its_hyperparameters_and_input():
         CNF(hidden_dims=())
     with pytest.raises(ValueError, match="unknown solver"):
         ContinuousFlow(2, solver="rk5")
+    with pytest.raises(ValueError, match="^unknown trace 'x'"):
+        ContinuousFlow(2, trace="x")
     with pytest.raises(ValueError, match="expected vectors of 2 dimensions"):
         ContinuousFlow(2).log_prob(torch.zeros(3, 4))
 

@@ -48,7 +48,7 @@ class ODENet(nn.Module):
     smooth activations (an ODE's vector field should be), the last layer zero-initialized so
     a fresh flow is the identity."""
 
-    def __init__(self, dim: int, hidden_dims: tuple[int, ...], activation: str = "tanh"):
+    def __init__(self, dim: int, hidden_dims: tuple[int, ...], activation: str):
         super().__init__()
         widths = [int(dim), *map(int, hidden_dims)]
         self.layers = nn.ModuleList(
