@@ -251,16 +251,17 @@ def _glow(shape, levels, seed=0, noise=0.1):
     return model
 
 
-GLOW_SHAPES = [((1, 8, 8), 2), ((3, 4, 4), 2), ((5, 1, 1), 1)]
+GLOW_SHAPES = [((1, 8, 8), 2), ((3, 4, 4), 2), ((2, 4, 8), 2), ((5, 1, 1), 1)]
 
 
-@pytest.mark.parametrize("shape, levels", GLOW_SHAPES, ids=["1x8x8", "3x4x4", "vector"])
+@pytest.mark.parametrize("shape, levels", GLOW_SHAPES, ids=["1x8x8", "3x4x4", "2x4x8", "vector"])
 def test_glow_inverts_and_its_log_det_matches_autograd(shape, levels, float64):
     model = _glow(shape, levels)
     net = model.net
     x = torch.randn(4, *shape) * 2 + 1
     zs, logdet = net.encode(x)
     assert sum(z[0].numel() for z in zs) == x[0].numel()  # every value goes to the base once
+    assert [tuple(z.shape[1:]) for z in zs] == net.base_shapes  # what sampling draws
     torch.testing.assert_close(net.decode([z.clone() for z in zs]), x, rtol=1e-9, atol=1e-9)
     base = torch.distributions.Normal(0.0, 1.0)
     lp = model.log_prob(x)
@@ -304,6 +305,64 @@ def test_glow_layers_each_invert_and_actnorm_starts_at_unit_variance(float64):
     assert sq[0, :, 0, 0].tolist() == [0.0, 1.0, 4.0, 5.0]
     assert sq[0, 1, 1, 1].item() == 11.0
     torch.testing.assert_close(unsqueeze(sq), block)
+
+
+def test_glow_structure_seeding_initialization_and_program(float64):
+    # the 1x1 convolution starts at the rotation drawn from the given generator
+    torch.manual_seed(1)
+    one = GlowNet((1, 4, 4), 1, 2, 6, torch.Generator().manual_seed(0))
+    torch.manual_seed(2)
+    two = GlowNet((1, 4, 4), 1, 2, 6, torch.Generator().manual_seed(0))
+    for a, b in zip(one.levels[0][1::3], two.levels[0][1::3], strict=True):
+        w = a.weight()
+        torch.testing.assert_close(w @ w.T, torch.eye(4))
+        torch.testing.assert_close(w, b.weight())
+    # images: 3x3 coupling nets of `hidden` channels; vectors: one level of 1x1 nets
+    coupling = one.levels[0][2]
+    assert coupling.net[0].kernel_size == (3, 3) and coupling.net[0].out_channels == 6
+    vec = GlowNet((5, 1, 1), 2, 1, 7)
+    assert len(vec.levels) == 1 and vec.base_shapes == [(5, 1, 1)]
+    assert vec.levels[0][2].net[0].kernel_size == (1, 1)
+    for shape, levels, got in [((1, 12, 8), 3, "12x8"), ((1, 8, 12), 3, "8x12")]:
+        with pytest.raises(ValueError, match=f"3 levels need H and W divisible by 8, got {got}"):
+            GlowNet(shape, levels, 1, 4)
+    # ActNorm is set from data only when asked (GlowModel.initialize)
+    x = torch.randn(16, 1, 4, 4) * 3 + 2
+    model = GlowModel(one)
+    model.log_prob(x)
+    first = one.levels[0][0]
+    assert first.bias.abs().max() == 0 and first.log_scale.abs().max() == 0
+    model.initialize(x)
+    torch.testing.assert_close(first.bias.flatten(), squeeze(x).mean((0, 2, 3)))
+    # the program: site "x" observed in plate "data", images by default, vectors when flat
+    trace = pyro.poutine.trace(model.model).get_trace(x)
+    site = trace.nodes["x"]
+    assert site["is_observed"] and [f.name for f in site["cond_indep_stack"]] == ["data"]
+    assert site["cond_indep_stack"][0].size == 16
+    assert site["fn"].batch_shape == (16,) and site["fn"].event_shape == (1, 4, 4)
+    torch.testing.assert_close(trace.log_prob_sum(), model.log_prob(x).sum())
+    assert model.sample(3).shape == (3, 1, 4, 4)
+    flat = GlowModel(vec, flat=True)
+    v = torch.randn(6, 5)
+    assert flat.log_prob(v).shape == (6,) and flat.sample(2).shape == (2, 5)
+    assert pyro.poutine.trace(flat.model).get_trace(v).nodes["x"]["value"].shape == (6, 5, 1, 1)
+
+
+def test_glow_coupling_against_a_written_out_reference(float64):
+    torch.manual_seed(4)
+    coupling = AffineCouplingConv(5, 6)
+    for p in coupling.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(3, 5, 4, 4)
+    c1, c2, c3 = coupling.net[0], coupling.net[2], coupling.net[4]
+    h = torch.relu(torch.nn.functional.conv2d(x[:, :2], c1.weight, c1.bias, padding=1))
+    h = torch.relu(torch.nn.functional.conv2d(h, c2.weight, c2.bias))
+    out = torch.nn.functional.conv2d(h, c3.weight, c3.bias, padding=1)
+    log_scale = torch.nn.functional.logsigmoid(out[:, :3] + 2)
+    z, ld = coupling.encode(x)
+    torch.testing.assert_close(z[:, :2], x[:, :2])
+    torch.testing.assert_close(z[:, 2:], (x[:, 2:] + out[:, 3:]) * log_scale.exp())
+    torch.testing.assert_close(ld, log_scale.sum((1, 2, 3)))
 
 
 def test_glow_two_dimensional_density_integrates_to_one(float64):
