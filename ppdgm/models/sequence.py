@@ -93,7 +93,8 @@ class WaveNetNet(nn.Module):
 
 class LSTMNet(nn.Module):
     """Embedding, a stacked LSTM and a linear layer to ``K`` logits; input (N, T) symbols in
-    ``{0, ..., K}``, output (N, T, K). ``step`` runs one position with a carried state."""
+    ``{0, ..., K}``, output (N, T, K). ``forward`` takes and returns the LSTM's state, so that
+    sampling runs one position at a time with the state carried."""
 
     def __init__(self, num_classes: int, hidden: int, num_layers: int, dropout: float = 0.0):
         super().__init__()
