@@ -58,6 +58,25 @@ def _flow(name, dim, seed=0, noise=0.3):
 
 
 @pytest.mark.parametrize("name", BUILDERS)
+def test_leading_dimensions_and_the_program(name, float64):
+    # (B, N, D) inputs score and invert row by row, as (B * N, D) do; the program observes
+    # rows in plate "data"
+    flow = _flow(name, 4, seed=5)
+    x = torch.randn(2, 5, 4, dtype=torch.float64)
+    lp = flow.log_prob(x.clone())
+    assert lp.shape == (2, 5)
+    torch.testing.assert_close(lp, flow.log_prob(x.reshape(10, 4).clone()).reshape(2, 5))
+    z = flow.inverse_map(x.clone())
+    torch.testing.assert_close(z, flow.inverse_map(x.reshape(10, 4).clone()).reshape(2, 5, 4))
+    torch.testing.assert_close(flow.forward_map(z.clone()), x, rtol=1e-6, atol=1e-6)
+    trace = pyro.poutine.trace(flow.model).get_trace(x[0])
+    site = trace.nodes["x"]
+    assert site["is_observed"] and [f.name for f in site["cond_indep_stack"]] == ["data"]
+    assert site["cond_indep_stack"][0].size == 5 and site["fn"].batch_shape == (5,)
+    assert Flow(flow.layers, 4).inverted == [False] * len(flow.layers)  # the default
+
+
+@pytest.mark.parametrize("name", BUILDERS)
 def test_inverse_undoes_forward(name, float64):
     flow = _flow(name, 3)
     z = torch.randn(50, 3, dtype=torch.float64)
@@ -435,6 +454,8 @@ def test_spline_flow_layers_follow_their_kind_and_settings():
     assert kinds == [SplineCoupling, PermuteLayer] * 2 + [SplineCoupling]
     assert inverted == [False] * 5
     assert all(t.count_bins == 5 and t.bound == 2.5 for t in layers[::2])
+    assert all(t.split == 2 for t in layers[::2])  # half the dimensions condition the rest
+    assert [t.permutation.tolist() for t in layers[1::2]] == [[3, 2, 1, 0]] * 2  # reversal
     with pytest.raises(ConfigError, match="unknown spline flow kind 'spline'"):
         nsf_layers(4, 2, (8,), kind="spline")
 
