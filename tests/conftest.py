@@ -25,6 +25,25 @@ def digits():
 
 
 @pytest.fixture
+def observed_rows():
+    """A check of a model's program: traced on a batch ``x`` of N rows, its site ``"x"`` is
+    observed in one plate ``"data"`` of size N, with batch shape (N,) (and the given event
+    shape); returns the trace."""
+
+    def check(program, x, event_shape=None):
+        trace = pyro.poutine.trace(program).get_trace(x)
+        site = trace.nodes["x"]
+        n = x.shape[0]
+        assert site["is_observed"] and [f.name for f in site["cond_indep_stack"]] == ["data"]
+        assert site["cond_indep_stack"][0].size == n and site["fn"].batch_shape == (n,)
+        if event_shape is not None:
+            assert site["fn"].event_shape == tuple(event_shape)
+        return trace
+
+    return check
+
+
+@pytest.fixture
 def float64():
     """The test runs with float64 as torch's default dtype (exact comparisons)."""
     before = torch.get_default_dtype()

@@ -58,7 +58,7 @@ def _flow(name, dim, seed=0, noise=0.3):
 
 
 @pytest.mark.parametrize("name", BUILDERS)
-def test_leading_dimensions_and_the_program(name, float64):
+def test_leading_dimensions_and_the_program(name, float64, observed_rows):
     # (B, N, D) inputs score and invert row by row, as (B * N, D) do; the program observes
     # rows in plate "data"
     flow = _flow(name, 4, seed=5)
@@ -69,10 +69,7 @@ def test_leading_dimensions_and_the_program(name, float64):
     z = flow.inverse_map(x.clone())
     torch.testing.assert_close(z, flow.inverse_map(x.reshape(10, 4).clone()).reshape(2, 5, 4))
     torch.testing.assert_close(flow.forward_map(z.clone()), x, rtol=1e-6, atol=1e-6)
-    trace = pyro.poutine.trace(flow.model).get_trace(x[0])
-    site = trace.nodes["x"]
-    assert site["is_observed"] and [f.name for f in site["cond_indep_stack"]] == ["data"]
-    assert site["cond_indep_stack"][0].size == 5 and site["fn"].batch_shape == (5,)
+    observed_rows(flow.model, x[0])
     assert Flow(flow.layers, 4).inverted == [False] * len(flow.layers)  # the default
 
 
@@ -326,7 +323,7 @@ def test_glow_layers_each_invert_and_actnorm_starts_at_unit_variance(float64):
     torch.testing.assert_close(unsqueeze(sq), block)
 
 
-def test_glow_structure_seeding_initialization_and_program(float64):
+def test_glow_structure_seeding_initialization_and_program(float64, observed_rows):
     # the 1x1 convolution starts at the rotation drawn from the given generator
     torch.manual_seed(1)
     one = GlowNet((1, 4, 4), 1, 2, 6, torch.Generator().manual_seed(0))
@@ -354,11 +351,7 @@ def test_glow_structure_seeding_initialization_and_program(float64):
     model.initialize(x)
     torch.testing.assert_close(first.bias.flatten(), squeeze(x).mean((0, 2, 3)))
     # the program: site "x" observed in plate "data", images by default, vectors when flat
-    trace = pyro.poutine.trace(model.model).get_trace(x)
-    site = trace.nodes["x"]
-    assert site["is_observed"] and [f.name for f in site["cond_indep_stack"]] == ["data"]
-    assert site["cond_indep_stack"][0].size == 16
-    assert site["fn"].batch_shape == (16,) and site["fn"].event_shape == (1, 4, 4)
+    trace = observed_rows(model.model, x, event_shape=(1, 4, 4))
     torch.testing.assert_close(trace.log_prob_sum(), model.log_prob(x).sum())
     assert model.sample(3).shape == (3, 1, 4, 4)
     flat = GlowModel(vec, flat=True)
