@@ -214,7 +214,7 @@ class Estimator:
         if len({x.shape[1:] for x in xs}) == 1:
             together = np.concatenate(xs)
         else:  # splits of different shapes (load_data refuses them): their values only
-            together = np.concatenate([x.reshape(len(x), -1) for x in xs])
+            together = np.concatenate([x.reshape(-1, 1) for x in xs])
         settings = self._settings(together)
         for x in xs:
             self._check_support(x, source, settings)

@@ -1,0 +1,366 @@
+"""The shared estimator base itself (``ppdgm/estimators/base.py``): the registry, the
+hyperparameters read off the constructor and its docstring, data settings and checks, what
+``fit`` records, the seeded queries, the metrics, and save/load refusals. The contract test
+(tests/test_contract.py) runs the same base through every family; these pin its parts one
+by one on the cheapest family (FVSBN) and on small stand-ins."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from ppdgm import FVSBN, MADE, NADE, VAE
+from ppdgm.errors import CheckpointError, ConfigError, DataValueError
+from ppdgm.estimators import base
+from ppdgm.estimators.base import (
+    Estimator,
+    ExactLikelihoodEstimator,
+    check_hidden_dims,
+    load_estimator,
+    register,
+)
+from ppdgm.train import load_checkpoint, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def binary(digits):
+    rng = np.random.default_rng(0)
+    x = (digits.x_train[:300] > 8).astype(np.float64)
+    return x[rng.permutation(len(x))]
+
+
+@pytest.fixture(scope="module")
+def fvsbn(binary):
+    return FVSBN(seed=0, device="cpu").fit(binary[:200], num_steps=6, batch_size=50)
+
+
+# -- the registry ------------------------------------------------------------------------------
+class _Stand(Estimator):
+    """A stand-in family.
+
+    Args:
+        width, depth: the net's size; this description runs on
+            to a second line.
+        seed: the seed.
+    then text outside the section
+
+    Returns:
+        nothing: not an argument.
+    """
+
+    family = "stand-in"
+    summary = "a stand-in"
+    saved_defaults = {"depth": 1}
+
+    def __init__(self, *, width: int = 4, depth: int = 2, seed: int = 0, **kwargs):
+        self.width, self.depth, self.seed = width, depth, seed
+
+
+def test_register_adds_a_family_once_and_refuses_a_nameless_or_doubled_one(monkeypatch):
+    monkeypatch.setattr(base, "REGISTRY", {})
+    assert register(_Stand) is _Stand and base.REGISTRY == {"stand-in": _Stand}
+    assert register(_Stand) is _Stand and base.REGISTRY == {"stand-in": _Stand}
+
+    class Other(_Stand):
+        pass
+
+    with pytest.raises(TypeError, match=r"^family 'stand-in' is registered twice$"):
+        register(Other)
+    for attrs in ({"family": ""}, {"summary": ""}):
+        nameless = type("Nameless", (_Stand,), attrs)
+        with pytest.raises(
+            TypeError, match=r"^Nameless needs a family name and a one-line summary$"
+        ):
+            register(nameless)
+    assert base.REGISTRY == {"stand-in": _Stand}
+
+
+def test_load_estimator_refuses_a_checkpoint_of_no_known_estimator(fvsbn, tmp_path):
+    fvsbn.save(tmp_path / "m.pt")
+    state = load_checkpoint(tmp_path / "m.pt")
+    assert isinstance(load_estimator(tmp_path / "m.pt", device="cpu"), FVSBN)
+    state["extra"]["estimator"] = "Nope"
+    save_checkpoint(tmp_path / "other.pt", state)
+    with pytest.raises(
+        CheckpointError, match=r"other\.pt: not a checkpoint of a ppdgm model \(estimator 'Nope'\)$"
+    ):
+        load_estimator(tmp_path / "other.pt")
+    save_checkpoint(tmp_path / "bare.pt", {"modules": {}})
+    with pytest.raises(CheckpointError, match=r"\(estimator None\)$"):
+        load_estimator(tmp_path / "bare.pt")
+
+
+# -- hyperparameters ---------------------------------------------------------------------------
+def test_parameters_are_the_constructors_named_arguments_and_their_docs():
+    assert _Stand._param_names() == ["width", "depth", "seed"]  # not self, not **kwargs
+    assert _Stand.param_defaults() == {"width": 4, "depth": 2, "seed": 0}
+    assert _Stand.param_docs() == {
+        "width": "the net's size; this description runs on to a second line.",
+        "depth": "the net's size; this description runs on to a second line.",
+        "seed": "the seed.",
+    }
+
+    class Undocumented(_Stand):
+        pass
+
+    Undocumented.__doc__ = "No argument section here."
+    assert Undocumented.param_docs() == {}
+    docs = FVSBN.param_docs()
+    assert docs["seed"] == "seeds initialization, training and sampling."
+    assert set(docs) == {"seed", "device", "compile"}  # not the Attributes section
+
+
+def test_saved_parameters_become_constructor_arguments():
+    got = _Stand.params_from_saved({"width": [3, 4], "seed": 2, "gone": 1})
+    # lists back to tuples; names the constructor lacks dropped; an older file's missing
+    # hyperparameter takes the value its runs used (saved_defaults), not today's default
+    assert got == {"width": (3, 4), "seed": 2, "depth": 1}
+    assert type(got["width"]) is tuple
+    assert _Stand.params_from_saved({"depth": 5})["depth"] == 5
+
+
+def test_a_refused_set_params_restores_every_value():
+    est = MADE(dropout=0.1, weight_decay=0.0, seed=1)
+    with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\), got 1\.0"):
+        est.set_params(seed=7, weight_decay=0.5, dropout=1.0)
+    assert (est.seed, est.weight_decay, est.dropout) == (1, 0.0, 0.1)
+    with pytest.raises(ConfigError, match=r"^weight_decay must be >= 0, got -0\.1$"):
+        est.set_params(weight_decay=-0.1)
+    with pytest.raises(ConfigError, match=r"weight_decay must be >= 0, got nan"):
+        est.set_params(weight_decay=float("nan"))
+    with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\), got -0\.5"):
+        est.set_params(dropout=-0.5)
+    assert est.set_params(dropout=0.0, weight_decay=0.0).get_params()["dropout"] == 0.0
+    with pytest.raises(ConfigError, match="unknown parameter 'nope'") as info:
+        est.set_params(seed=3, nope=1)
+    assert est.seed == 1 and str(info.value).endswith(", ".join(MADE._param_names()))
+
+
+def test_repr_shows_the_parameters_that_differ_from_the_defaults():
+    assert repr(MADE()) == "MADE()"
+    assert repr(MADE(num_orderings=2, seed=3)) == "MADE(num_orderings=2, seed=3)"
+    est = _Stand(width=np.array([1, 2]))  # an array has no single truth value: shown
+    assert repr(est) == "_Stand(width=array([1, 2]))"
+
+
+# -- data ----------------------------------------------------------------------------------------
+def test_data_settings_cover_every_split_and_check_each_by_name():
+    vae = VAE(likelihood="auto")
+    binary, grey = np.zeros((4, 3)), np.full((2, 3), 7.0)
+    assert vae.data_settings(binary)["likelihood"] == "bernoulli"
+    together = vae.data_settings(binary, grey)
+    assert together["likelihood"] != "bernoulli"
+    # splits of different shapes: their values together
+    assert vae.data_settings(binary, np.full((2, 1, 2, 2), 7.0)) == together
+    strict = VAE(likelihood="bernoulli")
+    with pytest.raises(DataValueError, match="^val.csv"):
+        strict.data_settings(binary, grey, source="val.csv")
+    with pytest.raises(DataValueError, match="non-finite"):
+        vae.data_settings(np.array([[np.nan, 0.0]]))
+
+
+def test_queries_before_fit_say_so():
+    for call in (
+        lambda e: e.check_data(np.zeros((2, 64))),
+        lambda e: e.score_samples(np.zeros((2, 64))),
+        lambda e: e.save("never.pt"),
+        lambda e: e.sample_metrics(np.zeros((2, 64)), "test"),
+    ):
+        with pytest.raises(
+            ConfigError, match=r"^this FVSBN is not fitted yet; call fit\(X\) first$"
+        ):
+            call(FVSBN())
+
+
+def test_vector_families_refuse_images_and_single_dimensions():
+    est = ExactLikelihoodEstimator.__new__(FVSBN)
+    assert est._vector_dim((5,)) == 5 and est._vector_dim((2,)) == 2
+    with pytest.raises(ConfigError, match=r"FVSBN models vectors \(N, D\); got examples of shape"):
+        est._vector_dim((1, 2, 2))
+    with pytest.raises(ConfigError, match=r"^FVSBN needs at least 2 dimensions, got 1$"):
+        est._vector_dim((1,))
+
+
+@pytest.mark.parametrize("dims", [(), [], (0,), (8, -1), (True,), (8.0,), "8", 8, None])
+def test_check_hidden_dims_refuses_anything_but_positive_integers(dims):
+    with pytest.raises(ConfigError, match=r"^hidden_dims must be positive integers, got "):
+        check_hidden_dims(dims)
+
+
+def test_check_hidden_dims_takes_tuples_and_lists():
+    assert check_hidden_dims((8, 4)) is None and check_hidden_dims([1]) is None
+
+
+# -- fitting -------------------------------------------------------------------------------------
+def test_fit_records_what_it_did(fvsbn, binary):
+    est = fvsbn
+    assert est.last_step_ == est.selected_step_ == 6 and est.stopped_early_ is False
+    assert est.best_step_ is None and est.best_val_loss_ is None
+    assert est.data_shape_ == (64,) and est.settings_ == {}
+    assert est.device_ == torch.device("cpu")
+    trainer = est.trainer_
+    assert (trainer.lr, trainer.batch_size, trainer.lr_schedule) == (1e-3, 50, "constant")
+    assert trainer.seed == 0 and trainer.weight_decay == 0.0
+    assert trainer._loss is not trainer.loss_module  # compile=True: traced
+    assert all(not m.training for m in est._modules().values())  # queries in eval mode
+    assert list(est._modules()) == ["model"]
+
+
+def test_fit_defaults_come_from_the_family(binary):
+    class Tuned(FVSBN):
+        default_lr, default_batch_size, default_lr_schedule = 0.25, 17, "cosine"
+
+    est = Tuned(seed=2, device="cpu", compile=False).fit(binary[:40], num_steps=2)
+    trainer = est.trainer_
+    assert (trainer.lr, trainer.batch_size, trainer.lr_schedule) == (0.25, 17, "cosine")
+    assert trainer.seed == 2 and trainer._loss is trainer.loss_module  # not traced
+    assert (
+        Tuned(seed=2).fit(binary[:40], num_steps=2, lr_schedule="linear").trainer_.lr_schedule
+        == "linear"
+    )
+
+
+def test_positive_weight_decay_means_adamw():
+    assert MADE(weight_decay=0.0)._trainer_options() == {}
+    assert MADE(weight_decay=0.01)._trainer_options() == {
+        "optimizer": "adamw",
+        "weight_decay": 0.01,
+    }
+
+
+def test_validation_every_twentieth_of_the_run_and_the_best_step(binary):
+    est = FVSBN(seed=0, device="cpu").fit(
+        binary[:200], num_steps=40, batch_size=50, lr=0.05, X_val=binary[200:]
+    )
+    steps = est.history_["eval_step"]
+    assert steps == list(range(2, 41, 2))  # 40 // 20
+    losses = est.history_["eval"]
+    best = int(np.argmin(losses))
+    assert est.best_step_ == steps[best] and est.best_val_loss_ == pytest.approx(losses[best])
+    assert est.selected_step_ == est.best_step_ and est.last_step_ == 40
+    # the restored parameters are the best step's
+    assert -est.score(binary[200:]) == pytest.approx(losses[best], rel=1e-5)
+    last = FVSBN(seed=0, device="cpu").fit(
+        binary[:200],
+        num_steps=40,
+        batch_size=50,
+        lr=0.05,
+        X_val=binary[200:],
+        restore_best=False,
+        eval_every=8,
+    )
+    assert last.selected_step_ == 40 and last.best_step_ in (8, 16, 24, 32, 40)
+    assert last.history_["eval_step"] == [8, 16, 24, 32, 40]
+    assert -last.score(binary[200:]) == pytest.approx(last.history_["eval"][-1], rel=1e-5)
+    short = FVSBN(seed=0, device="cpu").fit(binary[:50], num_steps=3, X_val=binary[200:])
+    assert short.history_["eval_step"] == [1, 2, 3]  # at least every step
+
+
+def test_x_test_is_the_deprecated_name_of_x_val(binary):
+    with pytest.warns(FutureWarning, match=r"fit\(X_test=\.\.\.\) is deprecated"):
+        est = FVSBN(seed=0, device="cpu").fit(binary[:100], num_steps=4, X_test=binary[200:])
+    assert est.best_step_ is not None and len(est.history_["eval"]) == 4
+    with pytest.raises(ConfigError, match=r"^give X_val only \(X_test is its deprecated name\)$"):
+        FVSBN().fit(binary[:10], num_steps=2, X_val=binary[:5], X_test=binary[:5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FVSBN(seed=0, device="cpu").fit(binary[:50], num_steps=2, X_val=binary[200:])
+
+
+def test_fit_refuses_bad_data_and_settings_by_name(binary):
+    with pytest.raises(ConfigError, match="early_stopping"):
+        FVSBN().fit(binary[:10], num_steps=2, X_val=binary[:5], early_stopping=0)
+    with pytest.raises(DataValueError, match="^X_val"):
+        FVSBN(device="cpu").fit(binary[:10], num_steps=2, X_val=np.full((3, 64), 0.5))
+    with pytest.raises(DataValueError, match="^X"):
+        FVSBN(device="cpu").fit(np.full((3, 64), 2.0), num_steps=2)
+
+
+def test_fit_takes_tensors(binary):
+    a = FVSBN(seed=0, device="cpu").fit(torch.as_tensor(binary[:60]), num_steps=3)
+    b = FVSBN(seed=0, device="cpu").fit(binary[:60], num_steps=3)
+    x = torch.as_tensor(binary[200:210], dtype=torch.float64)
+    np.testing.assert_array_equal(a.score_samples(x), b.score_samples(binary[200:210]))
+
+
+# -- queries ---------------------------------------------------------------------------------------
+def test_queries_are_seeded_and_leave_the_callers_random_state(fvsbn):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = fvsbn.sample(5)
+    assert torch.equal(torch.get_rng_state(), before)
+    np.testing.assert_array_equal(first, fvsbn.sample(5, seed=0))  # the estimator's seed
+    assert not np.array_equal(first, fvsbn.sample(5, seed=1))
+    fvsbn.score_samples(np.zeros((2, 64)))
+    assert torch.equal(torch.get_rng_state(), before)
+    with pytest.raises(ConfigError, match="num_samples"):
+        fvsbn.sample(0)
+
+
+def test_default_metrics_are_the_likelihood(fvsbn, binary):
+    x = binary[200:230]
+    got = fvsbn.metrics(x, "test")
+    nll = -float(np.mean(fvsbn.score_samples(x)))
+    assert got == {
+        "test_nll": pytest.approx(nll),
+        "test_bits_per_dim": pytest.approx(nll / (64 * math.log(2))),
+        "num_test": 30,
+    }
+    assert type(got["num_test"]) is int
+    assert set(fvsbn.metrics(x, "val")) == {"val_nll", "val_bits_per_dim", "num_val"}
+
+
+def test_sample_metrics_compare_as_many_samples_as_rows(fvsbn, binary):
+    x = binary[200:240]
+    got = fvsbn.sample_metrics(x, "test", max_samples=25, seed=2)
+    assert got["test_quality_samples"] == 25
+    assert all(
+        k.startswith("test_") and isinstance(v, float)
+        for k, v in got.items()
+        if k != "test_quality_samples"
+    )
+    assert got == fvsbn.sample_metrics(x[:25], "test", seed=2)
+    assert got != fvsbn.sample_metrics(x[:25], "test", seed=3)
+    with pytest.raises(ConfigError, match="max_samples"):
+        fvsbn.sample_metrics(x, "test", max_samples=0)
+
+
+# -- persistence -----------------------------------------------------------------------------------
+def test_a_checkpoint_holds_the_selected_step_and_the_configuration(binary, tmp_path):
+    est = FVSBN(seed=5, device="cpu").fit(
+        binary[:100], num_steps=10, X_val=binary[200:], eval_every=5
+    )
+    est.save(tmp_path / "m.pt")
+    state = load_checkpoint(tmp_path / "m.pt")
+    assert state["step"] == est.selected_step_ and list(state["modules"]) == ["model"]
+    assert state["extra"] == {
+        "estimator": "FVSBN",
+        "family": "fvsbn",
+        "params": {"seed": 5, "compile": True},  # the device is the loader's choice
+        "data_shape": [64],
+        "settings": {},
+    }
+    back = FVSBN.load(tmp_path / "m.pt", device="cpu")
+    assert back.selected_step_ == est.selected_step_ and back.best_step_ is None
+    assert back.history_ == {k: list(v) for k, v in est.history_.items()}
+    assert back.seed == 5 and back.device == "cpu" and back.data_shape_ == (64,)
+    assert all(not m.training for m in back._modules().values())
+
+
+def test_load_refuses_a_checkpoint_that_does_not_describe_the_family(fvsbn, tmp_path):
+    fvsbn.save(tmp_path / "m.pt")
+    state = load_checkpoint(tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match=r"m\.pt: not a NADE checkpoint$"):
+        NADE.load(tmp_path / "m.pt")
+    for broken in (
+        {**state, "modules": {}},
+        {**state, "extra": {**state["extra"], "data_shape": [63]}},
+        {**state, "extra": {**state["extra"], "params": {"seed": "x", "compile": True}}},
+    ):
+        save_checkpoint(tmp_path / "b.pt", broken)
+        with pytest.raises(
+            CheckpointError, match=r"b\.pt: the checkpoint does not describe a FVSBN \("
+        ):
+            FVSBN.load(tmp_path / "b.pt", device="cpu")
