@@ -269,8 +269,8 @@ def nsf_layers(
     dim: int,
     num_transforms: int,
     hidden_dims: tuple[int, ...],
-    count_bins: int = 8,
-    bound: float = 4.0,
+    count_bins: int,
+    bound: float,
     kind: str = "coupling",
 ):
     """Neural spline flow: monotonic rational-quadratic splines on [-bound, bound] (identity
