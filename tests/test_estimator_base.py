@@ -6,13 +6,14 @@ by one on the cheapest family (FVSBN) and on small stand-ins."""
 
 import math
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from ppdgm import FVSBN, MADE, NADE, VAE
-from ppdgm.errors import CheckpointError, ConfigError, DataValueError
+from ppdgm import FVSBN, MADE, NADE, VAE, Glow, RealNVP
+from ppdgm.errors import CheckpointError, ConfigError, DataValueError, ShapeMismatchError
 from ppdgm.estimators import base
 from ppdgm.estimators.base import (
     Estimator,
@@ -223,6 +224,7 @@ def test_fit_defaults_come_from_the_family(binary):
 
 
 def test_positive_weight_decay_means_adamw():
+    assert FVSBN()._trainer_options() == {}  # a family without weight decay: plain Adam
     assert MADE(weight_decay=0.0)._trainer_options() == {}
     assert MADE(weight_decay=0.01)._trainer_options() == {
         "optimizer": "adamw",
@@ -295,7 +297,7 @@ def test_queries_are_seeded_and_leave_the_callers_random_state(fvsbn):
     assert not np.array_equal(first, fvsbn.sample(5, seed=1))
     fvsbn.score_samples(np.zeros((2, 64)))
     assert torch.equal(torch.get_rng_state(), before)
-    with pytest.raises(ConfigError, match="num_samples"):
+    with pytest.raises(ConfigError, match=r"^num_samples must be a positive integer, got 0$"):
         fvsbn.sample(0)
 
 
@@ -364,3 +366,72 @@ def test_load_refuses_a_checkpoint_that_does_not_describe_the_family(fvsbn, tmp_
             CheckpointError, match=r"b\.pt: the checkpoint does not describe a FVSBN \("
         ):
             FVSBN.load(tmp_path / "b.pt", device="cpu")
+
+
+def test_labels_are_checked_against_the_fitted_classes():
+    est = _Stand()
+    with pytest.raises(ConfigError, match=r"^this _Stand is conditional: give the labels y_val$"):
+        est._labels(None, 3, "y_val")
+    np.testing.assert_array_equal(est._labels([0, 5, 2], 3, "y"), [0, 5, 2])  # not fitted
+    with pytest.raises(ShapeMismatchError, match=r"^y: 2 labels for 3 examples$"):
+        est._labels([0, 1], 3, "y")
+    est.settings_ = {"num_classes": 3}
+    np.testing.assert_array_equal(est._labels(torch.tensor([2, 0]), 2, "y"), [2, 0])
+    with pytest.raises(ConfigError, match=r"^y: label 3 is outside the fitted classes 0\.\.2$"):
+        est._labels([0, 3], 2, "y")
+    assert len(est._labels(np.zeros(0, dtype=int), 0, "y")) == 0
+
+
+def test_figures_are_the_samples_and_the_curves(fvsbn, monkeypatch, tmp_path):
+    from ppdgm import viz
+
+    calls = {}
+    monkeypatch.setattr(viz, "plot_samples", lambda *a, **k: calls.setdefault("samples", (a, k)))
+    monkeypatch.setattr(viz, "plot_curves", lambda *a, **k: calls.setdefault("curves", (a, k)))
+    data = SimpleNamespace(image_shape=(8, 8), x_test=np.zeros((3, 64)))
+    fvsbn.plot_figures(data, tmp_path, seed=4)
+    (x, image), options = calls["samples"]
+    np.testing.assert_array_equal(x, fvsbn.sample(64, seed=4))
+    assert image == (8, 8)
+    assert options == {"path": tmp_path / "samples.png", "title": "samples", "reference": None}
+    (history,), options = calls["curves"]
+    assert history is fvsbn.history_
+    assert options == {"path": tmp_path / "curves.png", "best_step": None}  # no validation
+
+    calls.clear()
+    plane = SimpleNamespace(
+        x_train=np.random.default_rng(0).normal(size=(64, 2)),
+        x_test=np.random.default_rng(1).normal(size=(5, 2)),
+    )
+    flow = RealNVP(num_transforms=2, hidden_dims=(8,), device="cpu").fit(
+        plane.x_train, num_steps=4, X_val=plane.x_test, eval_every=2
+    )
+    plane.image_shape = None
+    flow.plot_figures(plane, tmp_path)
+    (x, image), options = calls["samples"]
+    assert x.shape == (64, 2) and image is None and options["reference"] is plane.x_test
+    assert calls["curves"][1]["best_step"] == flow.selected_step_ == flow.best_step_
+    images = SimpleNamespace(image_shape=(1, 2, 4), x_test=np.zeros((3, 1, 2, 4)))
+    calls.clear()
+    glow = Glow(num_levels=1, steps_per_level=1, hidden=4, device="cpu")
+    glow.fit(np.random.default_rng(0).integers(0, 4, (16, 1, 2, 4)), num_steps=2)
+    glow.plot_figures(images, tmp_path)
+    assert calls["samples"][0][1] is None  # image samples are already images
+
+
+def test_a_checkpoint_keeps_the_settings_the_data_gave(tmp_path):
+    x = np.random.default_rng(0).integers(0, 5, size=(40, 3)).astype(float)
+    flow = RealNVP(num_transforms=2, hidden_dims=(8,), device="cpu").fit(x, num_steps=2)
+    assert flow.settings_ == {"dequantize": "uniform", "num_levels": 5}
+    flow.save(tmp_path / "f.pt")
+    back = RealNVP.load(tmp_path / "f.pt", device="cpu")
+    assert back.settings_ == flow.settings_
+    np.testing.assert_array_equal(back.score_samples(x), flow.score_samples(x))
+
+
+def test_a_checkpoint_without_settings_loads_with_none(fvsbn, tmp_path):
+    fvsbn.save(tmp_path / "m.pt")
+    state = load_checkpoint(tmp_path / "m.pt")
+    del state["extra"]["settings"]
+    save_checkpoint(tmp_path / "old.pt", state)
+    assert FVSBN.load(tmp_path / "old.pt", device="cpu").settings_ == {}

@@ -563,7 +563,7 @@ class Estimator:
         save_checkpoint(
             path,
             {
-                "step": int(getattr(self, "selected_step_", None) or 0),
+                "step": int(self.selected_step_),
                 "modules": {k: m.state_dict() for k, m in self._modules().items()},
                 "history": self.history_,
                 "extra": self._extra(),
