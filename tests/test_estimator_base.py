@@ -81,7 +81,19 @@ def test_register_adds_a_family_once_and_refuses_a_nameless_or_doubled_one(monke
 def test_load_estimator_refuses_a_checkpoint_of_no_known_estimator(fvsbn, tmp_path):
     fvsbn.save(tmp_path / "m.pt")
     state = load_checkpoint(tmp_path / "m.pt")
-    assert isinstance(load_estimator(tmp_path / "m.pt", device="cpu"), FVSBN)
+    reads = []
+    real_load = base.load_checkpoint
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(base, "load_checkpoint", lambda p: reads.append(p) or real_load(p))
+        back = load_estimator(tmp_path / "m.pt", device="cpu")
+    assert isinstance(back, FVSBN) and back.device == "cpu"
+    assert reads == [tmp_path / "m.pt"]  # the file is read once
+    broken = {**state, "modules": {}}
+    save_checkpoint(tmp_path / "broken.pt", broken)
+    with pytest.raises(
+        CheckpointError, match=r"broken\.pt: the checkpoint does not describe a FVSBN"
+    ):
+        load_estimator(tmp_path / "broken.pt")
     state["extra"]["estimator"] = "Nope"
     save_checkpoint(tmp_path / "other.pt", state)
     with pytest.raises(
