@@ -166,12 +166,12 @@ def test_data_settings_cover_every_split_and_check_each_by_name():
     together = vae.data_settings(binary, grey)
     assert together["likelihood"] != "bernoulli"
     # splits of different shapes: their values together
-    assert vae.data_settings(binary, np.full((2, 1, 2, 2), 7.0)) == together
+    assert vae.data_settings(binary, np.full((1, 1, 1, 3), 7.0)) == together
     strict = VAE(likelihood="bernoulli")
     with pytest.raises(DataValueError, match="^val.csv"):
         strict.data_settings(binary, grey, source="val.csv")
-    with pytest.raises(DataValueError, match="non-finite"):
-        vae.data_settings(np.array([[np.nan, 0.0]]))
+    with pytest.raises(DataValueError, match="^test.npz: .*non-finite"):
+        vae.data_settings(binary, np.array([[np.nan, 0.0, 1.0]]), source="test.npz")
 
 
 def test_queries_before_fit_say_so():
@@ -441,9 +441,10 @@ def test_a_checkpoint_keeps_the_settings_the_data_gave(tmp_path):
     np.testing.assert_array_equal(back.score_samples(x), flow.score_samples(x))
 
 
-def test_a_checkpoint_without_settings_loads_with_none(fvsbn, tmp_path):
+def test_a_checkpoint_without_settings_or_step_loads_with_none(fvsbn, tmp_path):
     fvsbn.save(tmp_path / "m.pt")
     state = load_checkpoint(tmp_path / "m.pt")
-    del state["extra"]["settings"]
+    del state["extra"]["settings"], state["step"]
     save_checkpoint(tmp_path / "old.pt", state)
-    assert FVSBN.load(tmp_path / "old.pt", device="cpu").settings_ == {}
+    old = FVSBN.load(tmp_path / "old.pt", device="cpu")
+    assert old.settings_ == {} and old.selected_step_ == 0
