@@ -273,8 +273,13 @@ def test_validation_every_twentieth_of_the_run_and_the_best_step(binary):
 
 
 def test_x_test_is_the_deprecated_name_of_x_val(binary):
-    with pytest.warns(FutureWarning, match=r"fit\(X_test=\.\.\.\) is deprecated"):
+    message = (
+        r"^fit\(X_test=\.\.\.\) is deprecated: pass validation data as X_val and keep the "
+        r"test data for the final metrics$"
+    )
+    with pytest.warns(FutureWarning, match=message) as record:
         est = FVSBN(seed=0, device="cpu").fit(binary[:100], num_steps=4, X_test=binary[200:])
+    assert record[0].filename == __file__  # the warning points at the caller's line
     assert est.best_step_ is not None and len(est.history_["eval"]) == 4
     with pytest.raises(ConfigError, match=r"^give X_val only \(X_test is its deprecated name\)$"):
         FVSBN().fit(binary[:10], num_steps=2, X_val=binary[:5], X_test=binary[:5])
@@ -284,12 +289,78 @@ def test_x_test_is_the_deprecated_name_of_x_val(binary):
 
 
 def test_fit_refuses_bad_data_and_settings_by_name(binary):
-    with pytest.raises(ConfigError, match="early_stopping"):
+    with pytest.raises(ConfigError, match=r"^early_stopping must be a positive integer, got 0$"):
         FVSBN().fit(binary[:10], num_steps=2, X_val=binary[:5], early_stopping=0)
-    with pytest.raises(DataValueError, match="^X_val"):
+    with pytest.raises(ConfigError, match=r"^early_stopping needs validation data \(X_val\)$"):
+        FVSBN().fit(binary[:10], num_steps=2, early_stopping=3)
+    with pytest.raises(ConfigError, match=r"^num_steps must be a positive integer, got 0$"):
+        FVSBN().fit(binary[:10], num_steps=0)
+    with pytest.raises(DataValueError, match="^X_val: the bernoulli likelihood needs binary"):
         FVSBN(device="cpu").fit(binary[:10], num_steps=2, X_val=np.full((3, 64), 0.5))
-    with pytest.raises(DataValueError, match="^X"):
+    with pytest.raises(DataValueError, match="^X: the bernoulli likelihood needs binary"):
         FVSBN(device="cpu").fit(np.full((3, 64), 2.0), num_steps=2)
+    with pytest.raises(DataValueError, match="^X: non-finite value nan"):
+        FVSBN(device="cpu").fit(np.full((3, 64), np.nan), num_steps=2)
+
+
+def test_fits_defaults_reach_the_trainer(binary, monkeypatch):
+    from ppdgm.train import Trainer
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def run(self, data, num_steps, **options):
+        seen.update(options, num_steps=num_steps, data=data)
+        raise Stop
+
+    monkeypatch.setattr(Trainer, "run", run)
+    with pytest.raises(Stop):
+        FVSBN(device="cpu").fit(binary[:10])
+    assert seen.pop("extra_state")()["estimator"] == "FVSBN"
+    data = seen.pop("data")
+    assert data.dtype == torch.float32 and data.shape == (10, 64)
+    assert seen == {
+        "num_steps": 3000,
+        "checkpoint_path": None,
+        "checkpoint_every": 500,
+        "eval_fn": None,
+        "eval_every": 150,  # 3000 // 20
+        "progress": False,
+        "resume": False,
+        "best_path": None,
+        "early_stopping": None,
+    }
+    seen.clear()
+    est = FVSBN(device="cpu")
+    with pytest.raises(Stop):
+        est.fit(
+            binary[:10],
+            num_steps=7,
+            X_val=binary[10:20],
+            progress=True,
+            resume=True,
+            checkpoint_path="c.pt",
+            checkpoint_every=3,
+            best_path="b.pt",
+            early_stopping=2,
+            extra_state={"note": 1},
+        )
+    assert seen.pop("extra_state")() == {**est._extra(), "note": 1}
+    val = est._val_loss(torch.as_tensor(binary[10:20], dtype=torch.float32))
+    assert seen.pop("eval_fn")() == {"val_loss": pytest.approx(val)}
+    del seen["data"]
+    assert seen == {
+        "num_steps": 7,
+        "checkpoint_path": "c.pt",
+        "checkpoint_every": 3,
+        "eval_every": 1,  # at least every step
+        "progress": True,
+        "resume": True,
+        "best_path": "b.pt",
+        "early_stopping": 2,
+    }
 
 
 def test_fit_takes_tensors(binary):
@@ -448,3 +519,85 @@ def test_a_checkpoint_without_settings_or_step_loads_with_none(fvsbn, tmp_path):
     save_checkpoint(tmp_path / "old.pt", state)
     old = FVSBN.load(tmp_path / "old.pt", device="cpu")
     assert old.settings_ == {} and old.selected_step_ == 0
+
+
+# -- a conditional family (fitted on (x, y) pairs) ---------------------------------------------
+class _ClassGaussians(torch.nn.Module):
+    """x | y ~ Normal(mean_y, 1) in D dimensions, one learned mean per class."""
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        self.means = torch.nn.Parameter(torch.zeros(num_classes, dim))
+
+    def log_prob(self, x, y):
+        return torch.distributions.Normal(self.means[y], 1.0).log_prob(x).sum(-1)
+
+    def model(self, x, y):
+        import pyro
+        import pyro.distributions as dist
+
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", dist.Normal(self.means[y], 1.0).to_event(1), obs=x)
+
+
+class _Conditional(ExactLikelihoodEstimator):
+    """Class-conditional Gaussians: a conditional family on the shared base."""
+
+    family, summary = "conditional", "class-conditional Gaussians"
+
+    def __init__(self, *, seed: int = 0, device: str = "cpu", compile: bool = False):
+        self.seed, self.device, self.compile = seed, device, compile
+
+    def uses_labels(self) -> bool:
+        return True
+
+    def _build(self, data_shape, num_classes):
+        self.model_ = _ClassGaussians(num_classes, data_shape[0])
+
+    def _val_loss(self, x, y):
+        with torch.no_grad():
+            return -self.model_.log_prob(x, y).mean().item()
+
+
+@pytest.fixture
+def pairs():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=90)
+    centres = np.array([[-4.0, 0.0], [0.0, 4.0], [4.0, 0.0]])
+    return centres[y] + rng.normal(size=(90, 2)), y, centres
+
+
+def test_a_conditional_family_is_fitted_on_pairs_and_validated_with_their_labels(pairs):
+    x, y, centres = pairs
+    est = _Conditional().fit(
+        x[:60], y[:60], num_steps=300, lr=0.05, batch_size=30, X_val=x[60:], y_val=y[60:]
+    )
+    assert est.settings_ == {"num_classes": 3} and est.model_.means.shape == (3, 2)
+    means = est.model_.means.detach().numpy()
+    np.testing.assert_allclose(means, centres, atol=0.6)  # each mean learned from its class
+    val = est._val_loss(torch.as_tensor(x[60:], dtype=torch.float32), torch.as_tensor(y[60:]))
+    assert est.best_val_loss_ == pytest.approx(val, rel=1e-6)  # scored with the val labels
+    # about the entropy of N(0, I) in 2-D (2.84): each point scored under its own class's mean
+    assert val < 3.5
+
+
+def test_a_conditional_family_names_missing_or_mismatched_labels(pairs):
+    x, y, _ = pairs
+    with pytest.raises(ConfigError, match=r"^this _Conditional is conditional: give the labels y$"):
+        _Conditional().fit(x, num_steps=1)
+    with pytest.raises(ShapeMismatchError, match=r"^y: 89 labels for 90 examples$"):
+        _Conditional().fit(x, y[:-1], num_steps=1)
+    with pytest.raises(ConfigError, match=r"give the labels y_val$"):
+        _Conditional().fit(x, y, num_steps=1, X_val=x[:5])
+    with pytest.raises(ShapeMismatchError, match=r"^y_val: 4 labels for 5 examples$"):
+        _Conditional().fit(x, y, num_steps=1, X_val=x[:5], y_val=y[:4])
+    with pytest.raises(ConfigError, match=r"^y_val: label 2 is outside the fitted classes 0\.\.1$"):
+        _Conditional().fit(x[y < 2], y[y < 2], num_steps=1, X_val=x[:5], y_val=np.full(5, 2))
+
+
+def test_refitting_a_conditional_family_takes_the_new_classes(pairs):
+    x, y, _ = pairs
+    est = _Conditional().fit(x[y < 2], y[y < 2], num_steps=2)
+    assert est.settings_ == {"num_classes": 2}
+    est.fit(x, y, num_steps=2)  # labels 0..2: the old fit's two classes do not limit them
+    assert est.settings_ == {"num_classes": 3} and est.model_.means.shape == (3, 2)
