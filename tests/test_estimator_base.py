@@ -45,6 +45,8 @@ class _Stand(Estimator):
         width, depth: the net's size; this description runs on
             to a second line.
         seed: the seed.
+        A note at the entries' level ends the entry before it,
+            and its own continuation goes nowhere.
     then text outside the section
 
     Returns:
@@ -168,6 +170,8 @@ def test_data_settings_cover_every_split_and_check_each_by_name():
     # splits of different shapes: their values together
     assert vae.data_settings(binary, np.full((1, 1, 1, 3), 7.0)) == together
     strict = VAE(likelihood="bernoulli")
+    with pytest.raises(DataValueError, match="^X: the bernoulli likelihood needs binary"):
+        strict.data_settings(grey)
     with pytest.raises(DataValueError, match="^val.csv"):
         strict.data_settings(binary, grey, source="val.csv")
     with pytest.raises(DataValueError, match="^test.npz: .*non-finite"):
@@ -237,6 +241,9 @@ def test_fit_defaults_come_from_the_family(binary):
 
 def test_positive_weight_decay_means_adamw():
     assert FVSBN()._trainer_options() == {}  # a family without weight decay: plain Adam
+    x = (np.arange(40)[:, None] % np.arange(2, 10)[None, :] == 0).astype(float)
+    trainer = MADE(weight_decay=0.01, hidden_dims=(8,), device="cpu").fit(x, num_steps=1).trainer_
+    assert trainer.weight_decay == 0.01 and type(trainer.optimizer).__name__ == "AdamW"
     assert MADE(weight_decay=0.0)._trainer_options() == {}
     assert MADE(weight_decay=0.01)._trainer_options() == {
         "optimizer": "adamw",
@@ -246,9 +253,10 @@ def test_positive_weight_decay_means_adamw():
 
 def test_validation_every_twentieth_of_the_run_and_the_best_step(binary):
     est = FVSBN(seed=0, device="cpu").fit(
-        binary[:200], num_steps=40, batch_size=50, lr=0.05, X_val=binary[200:]
+        binary[:200], num_steps=40, batch_size=50, lr=0.3, X_val=binary[200:]
     )
     steps = est.history_["eval_step"]
+    assert est.best_step_ < 40  # at this learning rate the best is not the last
     assert steps == list(range(2, 41, 2))  # 40 // 20
     losses = est.history_["eval"]
     best = int(np.argmin(losses))
@@ -260,7 +268,7 @@ def test_validation_every_twentieth_of_the_run_and_the_best_step(binary):
         binary[:200],
         num_steps=40,
         batch_size=50,
-        lr=0.05,
+        lr=0.3,
         X_val=binary[200:],
         restore_best=False,
         eval_every=8,
@@ -364,10 +372,48 @@ def test_fits_defaults_reach_the_trainer(binary, monkeypatch):
 
 
 def test_fit_takes_tensors(binary):
-    a = FVSBN(seed=0, device="cpu").fit(torch.as_tensor(binary[:60]), num_steps=3)
+    # even tensors that require a gradient (NumPy cannot convert those itself)
+    a = FVSBN(seed=0, device="cpu").fit(torch.tensor(binary[:60], requires_grad=True), num_steps=3)
     b = FVSBN(seed=0, device="cpu").fit(binary[:60], num_steps=3)
-    x = torch.as_tensor(binary[200:210], dtype=torch.float64)
+    x = torch.tensor(binary[200:210], dtype=torch.float64, requires_grad=True)
     np.testing.assert_array_equal(a.score_samples(x), b.score_samples(binary[200:210]))
+    np.testing.assert_array_equal(a.check_data(x), binary[200:210])
+
+
+def test_check_data_names_its_source(fvsbn):
+    bad = np.full((2, 64), np.nan)
+    with pytest.raises(DataValueError, match=r"^data\.csv: non-finite value nan"):
+        fvsbn.check_data(bad, "data.csv")
+    with pytest.raises(DataValueError, match=r"^X: non-finite value nan"):
+        fvsbn.check_data(bad)
+    with pytest.raises(DataValueError, match=r"^X: the bernoulli likelihood"):
+        fvsbn.score_samples(np.full((2, 64), 3.0))
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA"
+)
+def test_fit_places_the_model_on_the_asked_device(binary):
+    with pytest.raises(
+        ConfigError, match=r"^device 'cuda' was asked for but CUDA is not available"
+    ):
+        FVSBN(device="cuda").fit(binary[:10], num_steps=1)
+
+
+def test_a_resumed_fit_restores_the_best_step_of_the_earlier_run(binary, tmp_path):
+    files = {"checkpoint_path": tmp_path / "c.pt", "best_path": tmp_path / "b.pt"}
+    val = binary[200:]
+    first = FVSBN(seed=0, device="cpu", compile=False).fit(
+        binary[:200], num_steps=20, lr=0.05, X_val=val, eval_every=5, **files
+    )
+    best = first.best_step_
+    # the resumed steps at a huge learning rate only make the validation loss worse
+    est = FVSBN(seed=0, device="cpu", compile=False).fit(
+        binary[:200], num_steps=30, lr=50.0, X_val=val, eval_every=5, resume=True, **files
+    )
+    assert est.last_step_ == 30 and est.best_step_ == best <= 20
+    assert est.selected_step_ == best  # from the best checkpoint: this run never held it
+    assert -est.score(val) == pytest.approx(est.best_val_loss_, rel=1e-5)
 
 
 # -- queries ---------------------------------------------------------------------------------------
@@ -472,9 +518,9 @@ def test_figures_are_the_samples_and_the_curves(fvsbn, monkeypatch, tmp_path):
     monkeypatch.setattr(viz, "plot_samples", lambda *a, **k: calls.setdefault("samples", (a, k)))
     monkeypatch.setattr(viz, "plot_curves", lambda *a, **k: calls.setdefault("curves", (a, k)))
     data = SimpleNamespace(image_shape=(8, 8), x_test=np.zeros((3, 64)))
-    fvsbn.plot_figures(data, tmp_path, seed=4)
+    fvsbn.plot_figures(data, tmp_path)
     (x, image), options = calls["samples"]
-    np.testing.assert_array_equal(x, fvsbn.sample(64, seed=4))
+    np.testing.assert_array_equal(x, fvsbn.sample(64, seed=0))  # the default seed
     assert image == (8, 8)
     assert options == {"path": tmp_path / "samples.png", "title": "samples", "reference": None}
     (history,), options = calls["curves"]
@@ -490,9 +536,10 @@ def test_figures_are_the_samples_and_the_curves(fvsbn, monkeypatch, tmp_path):
         plane.x_train, num_steps=4, X_val=plane.x_test, eval_every=2
     )
     plane.image_shape = None
-    flow.plot_figures(plane, tmp_path)
+    flow.plot_figures(plane, tmp_path, seed=4)
     (x, image), options = calls["samples"]
-    assert x.shape == (64, 2) and image is None and options["reference"] is plane.x_test
+    assert image is None and options["reference"] is plane.x_test
+    np.testing.assert_array_equal(x, flow.sample(64, seed=4))
     assert calls["curves"][1]["best_step"] == flow.selected_step_ == flow.best_step_
     images = SimpleNamespace(image_shape=(1, 2, 4), x_test=np.zeros((3, 1, 2, 4)))
     calls.clear()
@@ -512,13 +559,13 @@ def test_a_checkpoint_keeps_the_settings_the_data_gave(tmp_path):
     np.testing.assert_array_equal(back.score_samples(x), flow.score_samples(x))
 
 
-def test_a_checkpoint_without_settings_or_step_loads_with_none(fvsbn, tmp_path):
+def test_a_checkpoint_without_settings_step_or_history_loads_with_none(fvsbn, tmp_path):
     fvsbn.save(tmp_path / "m.pt")
     state = load_checkpoint(tmp_path / "m.pt")
-    del state["extra"]["settings"], state["step"]
+    del state["extra"]["settings"], state["step"], state["history"]
     save_checkpoint(tmp_path / "old.pt", state)
     old = FVSBN.load(tmp_path / "old.pt", device="cpu")
-    assert old.settings_ == {} and old.selected_step_ == 0
+    assert old.settings_ == {} and old.selected_step_ == 0 and old.history_ == {}
 
 
 # -- a conditional family (fitted on (x, y) pairs) ---------------------------------------------
