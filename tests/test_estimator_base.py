@@ -605,6 +605,12 @@ class _Conditional(ExactLikelihoodEstimator):
         with torch.no_grad():
             return -self.model_.log_prob(x, y).mean().item()
 
+    def sample(self, num_samples, *, seed=None, y=None):
+        with self._seeded(seed):
+            y = torch.randint(len(self.model_.means), (num_samples,)) if y is None else y
+            means = self.model_.means.detach()[torch.as_tensor(y)]
+            return (means + torch.randn_like(means)).numpy()
+
 
 @pytest.fixture
 def pairs():
@@ -648,3 +654,90 @@ def test_refitting_a_conditional_family_takes_the_new_classes(pairs):
     assert est.settings_ == {"num_classes": 2}
     est.fit(x, y, num_steps=2)  # labels 0..2: the old fit's two classes do not limit them
     assert est.settings_ == {"num_classes": 3} and est.model_.means.shape == (3, 2)
+
+
+def test_sample_metrics_pass_their_parts_on(pairs, monkeypatch):
+    import ppdgm.evaluation as evaluation
+    import ppdgm.evaluation.features as features
+
+    x, y, _ = pairs
+    est = _Conditional(seed=5).fit(x, y, num_steps=2)
+    calls = []
+
+    def read(z):  # the data as the model reads them
+        return est.check_data(z).astype(np.float64)
+
+    def record(name, result):
+        def fn(*args, **kwargs):
+            calls.append((name, args, kwargs))
+            return result(*args) if callable(result) else result
+
+        return fn
+
+    monkeypatch.setattr(evaluation, "sample_quality", record("quality", {"fid": 1.5}))
+    monkeypatch.setattr(evaluation, "extract_features", record("extract", lambda a, m: a * 2))
+    monkeypatch.setattr(features, "digits_features", record("digits", lambda a, s: a + 1))
+    monkeypatch.setattr(features, "inception_score", record("inception", (7.0, 0.0)))
+    sampled = []
+    real_sample = est.sample
+    monkeypatch.setattr(est, "sample", lambda n, **k: sampled.append((n, k)) or real_sample(n, **k))
+
+    # raw values, standardized by the data's mean and (floored) deviation; the estimator's
+    # seed for the quality figures, the labels of the rows compared for the samples
+    got = est.sample_metrics(x, "val", y=y, max_samples=40)
+    assert got == {"val_fid": 1.5, "val_quality_samples": 40}
+    ((name, (a, b), options),) = calls
+    assert name == "quality" and options == {"seed": 5}
+    n, kwargs = sampled[-1]
+    assert n == 40 and kwargs["seed"] is None
+    np.testing.assert_array_equal(kwargs["y"], y[:40])
+    fake = real_sample(40, seed=None, y=y[:40]).astype(np.float64)
+    real = read(x[:40])
+    mean, std = real.mean(0), real.std(0)
+    np.testing.assert_allclose(a, (fake - mean) / std, rtol=1e-12)
+    np.testing.assert_allclose(b, (real - mean) / std, rtol=1e-12)
+    assert a.dtype == b.dtype == np.float64
+
+    calls.clear()
+    est.sample_metrics(x[:10], "test", seed=3)
+    assert calls[0][2] == {"seed": 3} and sampled[-1][1] == {"seed": 3, "y": None}
+
+    module = torch.nn.Identity()
+    calls.clear()
+    est.sample_metrics(x[:10], "test", features=module, seed=3)
+    (_, (f1, m1), _), (_, (f2, m2), _), (_, (a, b), _) = calls
+    assert m1 is module and m2 is module
+    np.testing.assert_array_equal(f2, read(x[:10]))  # the fakes first, then the data
+    np.testing.assert_array_equal(a, 2 * f1)
+    np.testing.assert_array_equal(b, 2 * read(x[:10]))
+
+    calls.clear()
+    got = est.sample_metrics(x[:10], "test", features="digits", seed=3)
+    assert got["test_inception_score"] == 7.0
+    scales = [(c[0], c[1][1] if c[0] == "digits" else c[2]["scale"]) for c in calls[:3]]
+    assert scales == [("digits", 16.0), ("digits", 16.0), ("inception", 16.0)]  # x exceeds 1
+    for top, scale in ((1.0, 1.0), (2.0, 16.0)):
+        calls.clear()
+        z = np.clip(x[:10], 0.0, top)
+        est.sample_metrics(z, "test", features="digits", seed=3)
+        assert [c[1][1] if c[0] == "digits" else c[2]["scale"] for c in calls[:3]] == [scale] * 3
+        np.testing.assert_array_equal(calls[1][1][0], read(z))
+
+    calls.clear()
+    est.sample_metrics(x[:10], "test", features=lambda a: a[:, :1], seed=3)
+    ((_, (a, b), _),) = calls
+    np.testing.assert_array_equal(b, read(x[:10])[:, :1])
+
+    with pytest.raises(
+        ConfigError,
+        match=r"^features must be None, 'digits', a torch module or a function, got int$",
+    ):
+        est.sample_metrics(x[:10], "test", features=3)
+    with pytest.raises(ConfigError, match=r"^unknown features 'pixels'"):
+        est.sample_metrics(x[:10], "test", features="pixels")
+    with pytest.raises(ConfigError, match=r"^max_samples must be a positive integer, got 0$"):
+        est.sample_metrics(x, "test", y=y, max_samples=0)
+    with pytest.raises(ShapeMismatchError, match=r"^y: 5 labels for 90 examples$"):
+        est.sample_metrics(x, "test", y=y[:5])
+    with pytest.raises(DataValueError, match=r"^X: non-finite value nan"):
+        est.sample_metrics(np.full((3, 2), np.nan), "test")
