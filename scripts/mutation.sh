@@ -9,7 +9,7 @@
 #   MODULE: K killed of N (S survived, T timed out, X other) = P%
 # Survivors are either killed by a new test or argued equivalent in the issue's note.
 # MUTATION_WORKDIR keeps the scratch copy there (to inspect it with `mutmut show`, or to rerun
-# the survivors with `mutmut run NAME...` after adding tests).
+# the survivors after adding tests: scripts/mutation_rerun.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 2 ]; then

@@ -276,8 +276,17 @@ def test_validation_every_twentieth_of_the_run_and_the_best_step(binary):
     assert last.selected_step_ == 40 and last.best_step_ in (8, 16, 24, 32, 40)
     assert last.history_["eval_step"] == [8, 16, 24, 32, 40]
     assert -last.score(binary[200:]) == pytest.approx(last.history_["eval"][-1], rel=1e-5)
-    short = FVSBN(seed=0, device="cpu").fit(binary[:50], num_steps=3, X_val=binary[200:])
-    assert short.history_["eval_step"] == [1, 2, 3]  # at least every step
+    short = FVSBN(seed=0, device="cpu").fit(binary[:50], num_steps=30, X_val=binary[200:])
+    assert short.history_["eval_step"] == list(range(1, 31))  # 30 // 20: every step
+
+
+def test_early_stopping_is_recorded(binary):
+    # at a huge learning rate the validation loss only gets worse after the first steps
+    est = FVSBN(seed=0, device="cpu").fit(
+        binary[:200], num_steps=100, lr=50.0, X_val=binary[200:], eval_every=1, early_stopping=3
+    )
+    assert est.stopped_early_ is True and est.last_step_ == est.best_step_ + 3
+    assert est.selected_step_ == est.best_step_
 
 
 def test_x_test_is_the_deprecated_name_of_x_val(binary):
@@ -726,6 +735,7 @@ def test_sample_metrics_pass_their_parts_on(pairs, monkeypatch):
     calls.clear()
     est.sample_metrics(x[:10], "test", features=lambda a: a[:, :1], seed=3)
     ((_, (a, b), _),) = calls
+    np.testing.assert_array_equal(a, real_sample(10, seed=3)[:, :1])  # the samples' features
     np.testing.assert_array_equal(b, read(x[:10])[:, :1])
 
     with pytest.raises(
