@@ -402,7 +402,7 @@ def test_check_data_names_its_source(fvsbn):
 @pytest.mark.skipif(
     torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA"
 )
-def test_fit_places_the_model_on_the_asked_device(binary):
+def test_fit_refuses_cuda_where_there_is_none(binary):
     with pytest.raises(
         ConfigError, match=r"^device 'cuda' was asked for but CUDA is not available"
     ):
