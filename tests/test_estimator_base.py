@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from ppdgm import FVSBN, MADE, NADE, VAE, Glow, RealNVP
+from ppdgm.data import load_data
 from ppdgm.errors import CheckpointError, ConfigError, DataValueError, ShapeMismatchError
 from ppdgm.estimators import base
 from ppdgm.estimators.base import (
@@ -26,9 +27,9 @@ from ppdgm.train import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
-def binary(digits):
+def binary():
     rng = np.random.default_rng(0)
-    x = (digits.x_train[:300] > 8).astype(np.float64)
+    x = load_data("digits-binary").x_train[:300].astype(np.float64)
     return x[rng.permutation(len(x))]
 
 
