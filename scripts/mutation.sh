@@ -54,18 +54,17 @@ printf '%s\n' pytest numpy scipy.stats scipy.special sklearn.datasets sklearn.cl
 export PPDGM_CACHE_DIR="$root/.cache/tests"
 "$root/.venv/bin/mutmut" run --max-children "${MUTATION_JOBS:-2}" > mutmut.log 2>&1 || true
 "$root/.venv/bin/mutmut" results --all true > results.txt 2>&1 || true
-"$root/.venv/bin/python" - "$module" "$root/.venv/bin/mutmut" <<'EOF'
-import re, subprocess, sys
+"$root/.venv/bin/python" - "$module" "$root/.venv/bin/mutmut" "$root/scripts" <<'EOF'
+import subprocess, sys
 from pathlib import Path
+
+sys.path.insert(0, sys.argv[3])
+from mutation_rerun import mutant_statuses
 
 module = sys.argv[1]
 counts = {}
 survivors = []
-for line in Path("results.txt").read_text().splitlines():
-    m = re.match(r"\s*(\S+): (.+)$", line)
-    if not m:
-        continue
-    name, status = m.group(1), m.group(2).strip()
+for name, status in mutant_statuses(Path("results.txt").read_text()).items():
     counts[status] = counts.get(status, 0) + 1
     if status == "survived":
         survivors.append(name)

@@ -37,6 +37,15 @@ class _FirstFailure:
             self.nodeid = report.nodeid
 
 
+def mutant_statuses(listing: str) -> dict[str, str]:
+    """Each mutant's status (``killed``, ``survived``, ``no tests``, ...) by name, from the
+    output of ``mutmut results --all true``."""
+    return {
+        m.group(1): m.group(2).strip()
+        for m in re.finditer(r"^\s*(\S+): (.+)$", listing, re.MULTILINE)
+    }
+
+
 def _run(mutant: str, args: list[str]) -> str:
     import pytest
 
@@ -75,11 +84,7 @@ def main(argv: list[str]) -> int:
     listing = subprocess.run(
         [str(mutmut), "results", "--all", "true"], cwd=work, capture_output=True, text=True
     ).stdout
-    names = [
-        m.group(1)
-        for m in re.finditer(r"^\s*(\S+): (.+)$", listing, re.MULTILINE)
-        if m.group(2).strip() != "killed"
-    ]
+    names = [name for name, status in mutant_statuses(listing).items() if status != "killed"]
     os.chdir(mutants)
     sys.path.insert(0, str(mutants))  # the mutated package, not the working tree's
     args = [*tests, *extra]
